@@ -1,0 +1,28 @@
+/* Declarations shared by the files of sched/ (not by preload/). */
+#ifndef GMP_SCHED_INTERNAL_H
+#define GMP_SCHED_INTERNAL_H
+
+#include "sched/runtime.h"
+#include "sched/sched.h"
+
+struct m *gmp_getm(void);
+void gmp_ready(struct g *g);
+void gmp_runqput(struct p *p, struct g *g, bool next);
+void gmp_wakep(void);
+void gmp_gfree(struct g *g);
+/* Park the current G; unlockf(g, arg) runs on g0 after the switch and may
+ * refuse the park by returning false (the G then runs again). */
+void gmp_park(bool (*unlockf)(struct g *, void *), void *arg, int reason);
+
+/* timers (timer.c) */
+int gmp_timers_run(struct p *p, int64_t now);
+void gmp_timer_push_locked(struct p *p, struct g *g, int64_t when);
+void gmp_timer_del(struct g *g);
+void gmp_wake_timer_sleeper(int64_t when);
+void gmp_timer_fire(struct g *g, uint64_t seq); /* park.c */
+
+/* thread-specific data (tsd.c) */
+void gmp_tsd_run_destructors(struct g *g);
+void gmp_tsd_clear(struct g *g);
+
+#endif

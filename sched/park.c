@@ -1,0 +1,235 @@
+/*
+ * Parking and waking Gs on addresses, with optional deadlines: the one
+ * blocking primitive under every synchronisation object (Go's sema.go and
+ * the futex contract: "sleep on addr if *addr still says so").
+ *
+ * A park can end in two ways, a waker or the deadline, and they race. The
+ * rule: both dequeue the G from its bucket under the bucket lock, so only
+ * one can succeed; the winner also clears the low bit of g->park_state
+ * (CAS from (seq << 1) | 1), writes the result, then readies the G. A
+ * timer armed for an earlier park carries that park's seq and fails the
+ * CAS, so it can never end a later one.
+ */
+#include <errno.h>
+
+#include "sched/internal.h"
+
+#define CLAIMABLE(seq) (((seq) << 1) | 1)
+
+static bool unlock_bucket(struct g *g, void *arg)
+{
+  gmp_spin_unlock(&((struct pl_bucket *)arg)->lock);
+  return true;
+}
+
+static bool claim(struct g *g, uint64_t seq, int result)
+{
+  uint64_t want = CLAIMABLE(seq);
+  if (!atomic_compare_exchange_strong(&g->park_state, &want, seq << 1))
+    return false;
+  g->park_result = result;
+  return true;
+}
+
+int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
+                int64_t deadline, int reason)
+{
+  struct g *g = gmp_curg_raw();
+  struct pl_bucket *b = pl_bucket_of(addr);
+  gmp_spin_lock(&b->lock);
+  if (validate && !validate(arg)) {
+    gmp_spin_unlock(&b->lock);
+    return GMP_PARK_INVALID;
+  }
+  uint64_t seq = ++g->park_seq;
+  pl_enqueue(b, &g->wait, addr);
+  atomic_store_explicit(&g->park_state, CLAIMABLE(seq), memory_order_release);
+  bool timed = deadline != GMP_NO_DEADLINE;
+  if (timed) {
+    struct p *p = g->m->p;
+    gmp_spin_lock(&p->timerlock);
+    gmp_timer_push_locked(p, g, deadline);
+    gmp_spin_unlock(&p->timerlock);
+    gmp_wake_timer_sleeper(deadline);
+  }
+  gmp_park(unlock_bucket, b, reason);
+  int r = g->park_result;
+  if (timed && r != GMP_PARK_TIMEDOUT)
+    gmp_timer_del(g);
+  return r;
+}
+
+static struct g *waiter_g(struct pl_waiter *w)
+{
+  return (struct g *)((char *)w - offsetof(struct g, wait));
+}
+
+int gmp_unpark_one(const void *addr)
+{
+  struct pl_bucket *b = pl_bucket_of(addr);
+  struct g *g = NULL;
+  gmp_spin_lock(&b->lock);
+  struct pl_waiter *w;
+  while ((w = pl_dequeue(b, addr))) {
+    struct g *c = waiter_g(w);
+    if (claim(c, c->park_seq, GMP_PARK_WOKEN)) {
+      g = c;
+      break;
+    }
+  }
+  gmp_spin_unlock(&b->lock);
+  if (!g)
+    return 0;
+  gmp_ready(g);
+  return 1;
+}
+
+int gmp_unpark_all(const void *addr)
+{
+  struct pl_bucket *b = pl_bucket_of(addr);
+  struct g *list = NULL, **tail = &list;
+  int n = 0;
+  gmp_spin_lock(&b->lock);
+  struct pl_waiter *w;
+  while ((w = pl_dequeue(b, addr))) {
+    struct g *c = waiter_g(w);
+    if (claim(c, c->park_seq, GMP_PARK_WOKEN)) {
+      *tail = c;
+      tail = &c->schedlink;
+      n++;
+    }
+  }
+  *tail = NULL;
+  gmp_spin_unlock(&b->lock);
+  while (list) {
+    struct g *next = list->schedlink;
+    gmp_ready(list);
+    list = next;
+  }
+  return n;
+}
+
+/* A timer fired for park number seq of g (called without locks held). */
+void gmp_timer_fire(struct g *g, uint64_t seq)
+{
+  uint64_t want = CLAIMABLE(seq);
+  if (atomic_load_explicit(&g->park_state, memory_order_acquire) != want)
+    return;
+  const void *addr = g->wait.addr;
+  if (!addr) {
+    if (claim(g, seq, GMP_PARK_TIMEDOUT))
+      gmp_ready(g);
+    return;
+  }
+  struct pl_bucket *b = pl_bucket_of(addr);
+  gmp_spin_lock(&b->lock);
+  bool won = atomic_load(&g->park_state) == want && g->wait.addr == addr &&
+             pl_remove(b, &g->wait) && claim(g, seq, GMP_PARK_TIMEDOUT);
+  gmp_spin_unlock(&b->lock);
+  if (won)
+    gmp_ready(g);
+}
+
+static bool unlock_timers(struct g *g, void *arg)
+{
+  struct p *p = arg;
+  gmp_spin_unlock(&p->timerlock);
+  gmp_wake_timer_sleeper(g->timer.when);
+  return true;
+}
+
+void gmp_sleep_until(int64_t deadline)
+{
+  struct g *g = gmp_curg_raw();
+  if (deadline <= gmp_nanotime()) {
+    gmp_yield();
+    return;
+  }
+  struct p *p = g->m->p;
+  uint64_t seq = ++g->park_seq;
+  g->wait.addr = NULL;
+  atomic_store_explicit(&g->park_state, CLAIMABLE(seq), memory_order_release);
+  /* The timer lock is held until the G has switched out, so the timer
+   * cannot fire (and ready the G) while the G is still running. */
+  gmp_spin_lock(&p->timerlock);
+  gmp_timer_push_locked(p, g, deadline);
+  gmp_park(unlock_timers, p, GMP_WAIT_SLEEP);
+}
+
+/* ---- join / detach ----------------------------------------------------- */
+
+static bool still_joinable(void *arg)
+{
+  struct g *g = arg;
+  return atomic_load(&g->joinstate) == JOIN_JOINABLE;
+}
+
+int gmp_join(struct g *g, void **retval, int64_t deadline)
+{
+  if (g == gmp_curg_raw())
+    return EDEADLK;
+  for (;;) {
+    int js = atomic_load(&g->joinstate);
+    if (js == JOIN_DETACHED || js == JOIN_JOINING)
+      return EINVAL;
+    if (js == JOIN_EXITED) {
+      if (!atomic_compare_exchange_strong(&g->joinstate, &js, JOIN_JOINING))
+        continue;
+      if (retval)
+        *retval = g->retval;
+      if (!g->is_main)
+        gmp_gfree(g);
+      return 0;
+    }
+    if (deadline == GMP_TRY)
+      return EBUSY;
+    int r = gmp_park_on(&g->joinstate, still_joinable, g, deadline, GMP_WAIT_JOIN);
+    if (r == GMP_PARK_TIMEDOUT && atomic_load(&g->joinstate) == JOIN_JOINABLE)
+      return ETIMEDOUT;
+  }
+}
+
+int gmp_detach(struct g *g)
+{
+  int js = JOIN_JOINABLE;
+  if (atomic_compare_exchange_strong(&g->joinstate, &js, JOIN_DETACHED))
+    return 0;
+  if (js == JOIN_EXITED &&
+      atomic_compare_exchange_strong(&g->joinstate, &js, JOIN_JOINING)) {
+    if (!g->is_main)
+      gmp_gfree(g);
+    return 0;
+  }
+  return EINVAL;
+}
+
+bool gmp_g_alive(struct g *g)
+{
+  int s = atomic_load(&g->status);
+  return s != G_DEAD && s != G_IDLE;
+}
+
+bool gmp_g_detached(struct g *g)
+{
+  return atomic_load(&g->joinstate) == JOIN_DETACHED;
+}
+
+void gmp_g_stack(struct g *g, void **lo, size_t *size, size_t *guard)
+{
+  *lo = g->stack.lo;
+  *size = (size_t)(g->stack.hi - g->stack.lo);
+  *guard = g->stack.guard ? g->stack.guard : g->guardsize;
+}
+
+void gmp_g_sched(struct g *g, int *policy, int *priority, bool set)
+{
+  if (set) {
+    g->sched_policy = *policy;
+    g->sched_priority = *priority;
+  } else {
+    *policy = g->sched_policy;
+    *priority = g->sched_priority;
+  }
+}
+
+char *gmp_g_name(struct g *g) { return g->name; }

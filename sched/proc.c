@@ -1,0 +1,953 @@
+/*
+ * The scheduler: Gs, Ms and Ps, after Go's runtime/proc.go.
+ *
+ * Each M runs a loop on its g0 context: findrunnable() gives it a G,
+ * execute() switches to it, and when the G switches back (to park, yield
+ * or exit; Go's mcall) the request it left in m->req is finished on g0,
+ * where the G's stack is no longer in use. Finishing a park there is what
+ * makes parking race-free: the lock that guards the G's wait queue is
+ * released only after the G's context has been saved, so a waker on
+ * another M can never resume a G that is still running.
+ *
+ * Work distribution follows Go:
+ *  - a readied or new G goes to runnext of the current P (runs next,
+ *    inheriting the slice: ping-pong pairs stay on one P);
+ *  - a full local queue spills half of itself to the global queue;
+ *  - findrunnable: local timers → local queue → global queue (every 61st
+ *    schedule first, for fairness) → steal half of a random victim's
+ *    queue (4 rounds, the last also takes runnext and runs the victim's
+ *    expired timers) → give up the P and sleep;
+ *  - at most half the busy Ps have a spinning M looking for work; when
+ *    work appears and none spins, wakep() starts one (Go's rule, which
+ *    keeps both wake-up latency and futile spinning low).
+ * Idle Ms sleep on a futex. One of them sleeps with a timeout until the
+ * earliest timer of any P (the "timer sleeper", the role Go's netpoll
+ * blocker plays); arming an earlier timer wakes it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "sched/internal.h"
+
+struct sched gmp_sched;
+struct p *gmp_allp;
+int gmp_nprocs;
+bool gmp_running;
+
+static struct gmp_config cfg;
+static struct gmp_native native;
+static struct m m0;
+static struct g g_main;
+static size_t box_g_size, box_size;
+static sigset_t m_sigmask;
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_acquire)
+#define ST(x, v) atomic_store_explicit(&(x), (v), memory_order_release)
+
+/* ---- identity ---------------------------------------------------------- */
+
+struct g *gmp_curg(void)
+{
+  struct g *g = gmp_curg_raw();
+  return g && !g->is_g0 ? g : NULL;
+}
+
+struct m *gmp_getm(void)
+{
+  struct g *g = gmp_curg_raw();
+  return g ? g->m : NULL;
+}
+
+struct g *gmp_g_of(pthread_t t)
+{
+  if (!t)
+    return NULL;
+  struct g *g = gmp_tcb_slot_of((void *)t);
+  if (!g || g->tcb != (void *)t || g->is_g0)
+    return NULL;
+  return g;
+}
+
+pthread_t gmp_g_pthread(struct g *g) { return (pthread_t)g->tcb; }
+bool gmp_g_is_main(struct g *g) { return g->is_main; }
+int gmp_g_tid(struct g *g) { return g->tid; }
+int gmp_procs(void) { return gmp_nprocs; }
+
+int gmp_g_ostid(struct g *g)
+{
+  struct m *m = g->m;
+  if (atomic_load(&g->status) != G_RUNNING || !m || m->curg != g)
+    return 0;
+  return m->ostid;
+}
+uint64_t gmp_g_id(struct g *g) { return g->goid; }
+
+/* ---- random victim order ------------------------------------------------ */
+
+static uint32_t fastrand(struct m *m)
+{
+  /* xorshift64*: per M, no shared state. */
+  uint64_t x = m->rand;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  m->rand = x;
+  return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+/* ---- global run queue (sched.lock held) -------------------------------- */
+
+static void globrunqput(struct g *g)
+{
+  g->schedlink = NULL;
+  if (gmp_sched.runqtail)
+    gmp_sched.runqtail->schedlink = g;
+  else
+    gmp_sched.runqhead = g;
+  gmp_sched.runqtail = g;
+  atomic_fetch_add(&gmp_sched.runqsize, 1);
+}
+
+static void globrunqputbatch(struct g *head, struct g *tail, int32_t n)
+{
+  tail->schedlink = NULL;
+  if (gmp_sched.runqtail)
+    gmp_sched.runqtail->schedlink = head;
+  else
+    gmp_sched.runqhead = head;
+  gmp_sched.runqtail = tail;
+  atomic_fetch_add(&gmp_sched.runqsize, n);
+}
+
+/* Take a fair share of the global queue: one G to run, and up to half a
+ * local queue's worth more into p's ring. */
+static struct g *globrunqget(struct p *p, int32_t max)
+{
+  int32_t size = LD(gmp_sched.runqsize);
+  if (size == 0)
+    return NULL;
+  int32_t n = size / gmp_nprocs + 1;
+  if (n > size)
+    n = size;
+  if (max > 0 && n > max)
+    n = max;
+  if (n > RUNQ_SIZE / 2)
+    n = RUNQ_SIZE / 2;
+  atomic_fetch_sub(&gmp_sched.runqsize, n);
+  struct g *g = gmp_sched.runqhead;
+  gmp_sched.runqhead = g->schedlink;
+  n--;
+  while (n-- > 0) {
+    struct g *g1 = gmp_sched.runqhead;
+    gmp_sched.runqhead = g1->schedlink;
+    runq_put(&p->runq, g1);
+  }
+  if (!gmp_sched.runqhead)
+    gmp_sched.runqtail = NULL;
+  return g;
+}
+
+/* ---- local run queue ------------------------------------------------- */
+
+void gmp_runqput(struct p *p, struct g *g, bool next)
+{
+  if (next) {
+    g = runq_put_next(&p->runq, g);
+    if (!g)
+      return;
+  }
+  for (;;) {
+    if (runq_put(&p->runq, g))
+      return;
+    /* Full: move half of it and g to the global queue, so that other Ps
+     * can find them without stealing from us one by one. */
+    struct g *batch[RUNQ_SIZE / 2 + 1];
+    uint32_t h = atomic_load_explicit(&p->runq.head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&p->runq.tail, memory_order_relaxed);
+    uint32_t n = runq_take_half(&p->runq, h, t, batch);
+    if (n == 0)
+      continue; /* a thief made room */
+    batch[n] = g;
+    for (uint32_t i = 0; i < n; i++)
+      batch[i]->schedlink = batch[i + 1];
+    gmp_lock_acquire(&gmp_sched.lock);
+    globrunqputbatch(batch[0], g, (int32_t)n + 1);
+    gmp_lock_release(&gmp_sched.lock);
+    return;
+  }
+}
+
+/* ---- idle P and M lists (sched.lock held) ------------------------------ */
+
+static void pidleput(struct p *p)
+{
+  p->status = P_IDLE;
+  p->m = NULL;
+  p->link = gmp_sched.pidle;
+  gmp_sched.pidle = p;
+  atomic_fetch_add(&gmp_sched.npidle, 1);
+}
+
+static struct p *pidleget(void)
+{
+  struct p *p = gmp_sched.pidle;
+  if (p) {
+    gmp_sched.pidle = p->link;
+    atomic_fetch_sub(&gmp_sched.npidle, 1);
+  }
+  return p;
+}
+
+static void mput(struct m *m)
+{
+  m->schedlink = gmp_sched.midle;
+  gmp_sched.midle = m;
+  gmp_sched.nmidle++;
+}
+
+static struct m *mget(void)
+{
+  struct m *m = gmp_sched.midle;
+  if (m) {
+    gmp_sched.midle = m->schedlink;
+    gmp_sched.nmidle--;
+  }
+  return m;
+}
+
+static void acquirep(struct m *m, struct p *p)
+{
+  m->p = p;
+  p->m = m;
+  p->status = P_RUNNING;
+}
+
+static struct p *releasep(struct m *m)
+{
+  struct p *p = m->p;
+  m->p = NULL;
+  p->m = NULL;
+  return p;
+}
+
+/* ---- M sleep / wake ----------------------------------------------------- */
+
+static void notesleep(struct m *m)
+{
+  while (atomic_exchange(&m->note, 0) == 0)
+    gmp_futex_wait((uint32_t *)&m->note, 0, -1);
+}
+
+static void notewakeup(struct m *m)
+{
+  atomic_store(&m->note, 1);
+  gmp_futex_wake((uint32_t *)&m->note, 1);
+}
+
+static void mstart_loop(struct m *m) __attribute__((noreturn));
+static int newm(struct p *p, bool spinning);
+
+/* Start an M to run p (or any idle P when p is NULL). */
+static void startm(struct p *p, bool spinning)
+{
+  gmp_lock_acquire(&gmp_sched.lock);
+  if (!p) {
+    p = pidleget();
+    if (!p) {
+      gmp_lock_release(&gmp_sched.lock);
+      if (spinning)
+        atomic_fetch_sub(&gmp_sched.nmspinning, 1);
+      return;
+    }
+  }
+  struct m *nm = mget();
+  gmp_lock_release(&gmp_sched.lock);
+  if (!nm) {
+    if (newm(p, spinning) != 0) {
+      gmp_lock_acquire(&gmp_sched.lock);
+      pidleput(p);
+      gmp_lock_release(&gmp_sched.lock);
+      if (spinning)
+        atomic_fetch_sub(&gmp_sched.nmspinning, 1);
+    }
+    return;
+  }
+  nm->spinning = spinning;
+  nm->nextp = p;
+  notewakeup(nm);
+}
+
+/* Work appeared: make sure some M is looking for it, unless one already
+ * spins (it will find the work and, on finding it, wake another). */
+void gmp_wakep(void)
+{
+  if (LD(gmp_sched.npidle) == 0)
+    return;
+  int32_t zero = 0;
+  if (LD(gmp_sched.nmspinning) != 0 ||
+      !atomic_compare_exchange_strong(&gmp_sched.nmspinning, &zero, 1))
+    return;
+  startm(NULL, true);
+}
+
+static void resetspinning(struct m *m)
+{
+  m->spinning = false;
+  if (atomic_fetch_sub(&gmp_sched.nmspinning, 1) == 1)
+    gmp_wakep();
+}
+
+/* Park the M with no P until startm hands it one. */
+static void stopm(struct m *m)
+{
+  gmp_lock_acquire(&gmp_sched.lock);
+  mput(m);
+  gmp_lock_release(&gmp_sched.lock);
+  notesleep(m);
+  acquirep(m, m->nextp);
+  m->nextp = NULL;
+}
+
+/* ---- ready ---------------------------------------------------------------- */
+
+void gmp_ready(struct g *g)
+{
+  g->runnable_since = 0;
+  atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+  struct m *m = gmp_getm();
+  if (m && m->p) {
+    gmp_runqput(m->p, g, true);
+  } else {
+    gmp_lock_acquire(&gmp_sched.lock);
+    globrunqput(g);
+    gmp_lock_release(&gmp_sched.lock);
+  }
+  gmp_wakep();
+}
+
+/* ---- finding work ------------------------------------------------------- */
+
+static struct g *steal_work(struct m *m, int64_t now)
+{
+  struct p *p = m->p;
+  for (int round = 0; round < 4; round++) {
+    bool last = round == 3;
+    uint32_t start = fastrand(m) % (uint32_t)gmp_nprocs;
+    for (int i = 0; i < gmp_nprocs; i++) {
+      struct p *p2 = &gmp_allp[(start + (uint32_t)i) % (uint32_t)gmp_nprocs];
+      if (p2 == p)
+        continue;
+      if (last) {
+        int64_t w = LD(p2->timer0);
+        if (w && w <= now && gmp_timers_run(p2, now) > 0) {
+          struct g *g = runq_get(&p->runq, NULL);
+          if (g)
+            return g;
+        }
+      }
+      if (!runq_empty(&p2->runq)) {
+        struct g *g = runq_steal(&p->runq, &p2->runq, last);
+        if (g) {
+          atomic_fetch_add_explicit(&p->n_steal, 1, memory_order_relaxed);
+          return g;
+        }
+      }
+    }
+  }
+  return NULL;
+}
+
+static int64_t earliest_timer(void)
+{
+  int64_t until = 0;
+  for (int i = 0; i < gmp_nprocs; i++) {
+    int64_t w = LD(gmp_allp[i].timer0);
+    if (w && (!until || w < until))
+      until = w;
+  }
+  return until;
+}
+
+static bool any_runq_nonempty(void)
+{
+  for (int i = 0; i < gmp_nprocs; i++)
+    if (!runq_empty(&gmp_allp[i].runq))
+      return true;
+  return false;
+}
+
+static void run_all_timers(int64_t now)
+{
+  for (int i = 0; i < gmp_nprocs; i++) {
+    int64_t w = LD(gmp_allp[i].timer0);
+    if (w && w <= now)
+      gmp_timers_run(&gmp_allp[i], now);
+  }
+}
+
+void gmp_wake_timer_sleeper(int64_t when)
+{
+  int64_t s = LD(gmp_sched.sleep_until);
+  if (s != 0 && when < s) {
+    atomic_fetch_add(&gmp_sched.sleep_note, 1);
+    gmp_futex_wake((uint32_t *)&gmp_sched.sleep_note, 1);
+  }
+}
+
+/* Returns a runnable G; m holds a P on return. May sleep. */
+static struct g *findrunnable(struct m *m)
+{
+  bool all_timers = false;
+  struct g *g;
+top:;
+  struct p *p = m->p;
+  int64_t now = 0;
+  int64_t t0 = LD(p->timer0);
+  if (t0 || all_timers) {
+    now = gmp_nanotime();
+    if (t0 && t0 <= now)
+      gmp_timers_run(p, now);
+    if (all_timers)
+      run_all_timers(now);
+    all_timers = false;
+  }
+  if (p->schedtick % 61 == 0 && LD(gmp_sched.runqsize) > 0) {
+    gmp_lock_acquire(&gmp_sched.lock);
+    g = globrunqget(p, 1);
+    gmp_lock_release(&gmp_sched.lock);
+    if (g)
+      goto found;
+  }
+  if ((g = runq_get(&p->runq, NULL)))
+    goto found;
+  if (LD(gmp_sched.runqsize) > 0) {
+    gmp_lock_acquire(&gmp_sched.lock);
+    g = globrunqget(p, 0);
+    gmp_lock_release(&gmp_sched.lock);
+    if (g)
+      goto found;
+  }
+
+  /* Steal, if not too many Ms already spin (Go: 2*nmspinning < busy Ps). */
+  if (!m->spinning &&
+      2 * LD(gmp_sched.nmspinning) < gmp_nprocs - LD(gmp_sched.npidle)) {
+    m->spinning = true;
+    atomic_fetch_add(&gmp_sched.nmspinning, 1);
+  }
+  if (m->spinning) {
+    if (!now)
+      now = gmp_nanotime();
+    if ((g = steal_work(m, now)))
+      goto found;
+  }
+
+  /* Nothing: give up the P. Check the global queue once more under the
+   * lock that a putter takes, so that a G queued meanwhile is not lost. */
+  gmp_lock_acquire(&gmp_sched.lock);
+  if (LD(gmp_sched.runqsize) > 0) {
+    g = globrunqget(p, 0);
+    gmp_lock_release(&gmp_sched.lock);
+    goto found;
+  }
+  releasep(m);
+  pidleput(p);
+  gmp_lock_release(&gmp_sched.lock);
+
+  /* A spinning M that stops spinning must look once more at every queue:
+   * a G readied just before nmspinning dropped saw a spinner and did not
+   * call wakep (Go's "delicate dance" in findrunnable). */
+  if (m->spinning) {
+    m->spinning = false;
+    atomic_fetch_sub(&gmp_sched.nmspinning, 1);
+    if (any_runq_nonempty()) {
+      gmp_lock_acquire(&gmp_sched.lock);
+      struct p *p2 = pidleget();
+      gmp_lock_release(&gmp_sched.lock);
+      if (p2) {
+        acquirep(m, p2);
+        m->spinning = true;
+        atomic_fetch_add(&gmp_sched.nmspinning, 1);
+        goto top;
+      }
+    }
+  }
+
+  /* Sleep until the earliest timer, if we can be the one timer sleeper. */
+  uint32_t note = LD(gmp_sched.sleep_note);
+  int64_t until = earliest_timer();
+  if (until) {
+    int64_t zero = 0;
+    if (atomic_compare_exchange_strong(&gmp_sched.sleep_until, &zero, until)) {
+      int64_t wait = until - gmp_nanotime();
+      if (wait > 0)
+        gmp_futex_wait((uint32_t *)&gmp_sched.sleep_note, note, wait);
+      int64_t mine = until;
+      atomic_compare_exchange_strong(&gmp_sched.sleep_until, &mine, 0);
+      gmp_lock_acquire(&gmp_sched.lock);
+      struct p *p2 = pidleget();
+      gmp_lock_release(&gmp_sched.lock);
+      if (p2) {
+        acquirep(m, p2);
+        all_timers = true;
+        goto top;
+      }
+    } else {
+      gmp_wake_timer_sleeper(until);
+    }
+  }
+  stopm(m);
+  goto top;
+
+found:
+  if (m->spinning)
+    resetspinning(m);
+  return g;
+}
+
+/* ---- G allocation --------------------------------------------------------- */
+
+static gmp_lock box_lock;
+static char *box_cur, *box_end;
+
+static struct g *galloc(void)
+{
+  gmp_lock_acquire(&box_lock);
+  if (box_cur + box_size > box_end) {
+    size_t chunk = 2u << 20;
+    if (chunk < 16 * box_size)
+      chunk = 16 * box_size;
+    long r = gmp_sys6(SYS_mmap, 0, chunk, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r < 0 && r > -4096) {
+      gmp_lock_release(&box_lock);
+      return NULL;
+    }
+    box_cur = (char *)r;
+    box_end = box_cur + chunk;
+  }
+  struct g *g = (struct g *)box_cur;
+  box_cur += box_size;
+  gmp_lock_release(&box_lock);
+  g->tls_block = (char *)g + box_g_size;
+  g->tcb = gmp_tls_create(g->tls_block);
+  if (!g->tcb)
+    return NULL; /* the box is lost; only on malloc failure of the DTV */
+  gmp_tcb_slot_set(g->tcb, g);
+  g->timer.idx = -1;
+  return g;
+}
+
+/* A dead G goes to the P's free list with its TCB (recycled: see
+ * shim/tls.c for why TCBs are never freed) and, if default-sized, its
+ * stack. The local list spills half to the global one past 64. */
+static void gfput(struct p *p, struct g *g)
+{
+  gmp_tls_recycle(g->tcb);
+  gmp_tsd_clear(g);
+  if (!g->stack_pooled) {
+    gmp_stack_free(&g->stack);
+    memset(&g->stack, 0, sizeof g->stack);
+  }
+  atomic_store(&g->status, G_IDLE);
+  if (!p) {
+    gmp_lock_acquire(&gmp_sched.gflock);
+    g->schedlink = gmp_sched.gfree;
+    gmp_sched.gfree = g;
+    gmp_sched.ngfree++;
+    gmp_lock_release(&gmp_sched.gflock);
+    return;
+  }
+  g->schedlink = p->gfree;
+  p->gfree = g;
+  if (++p->gfreecnt >= 64) {
+    gmp_lock_acquire(&gmp_sched.gflock);
+    while (p->gfreecnt >= 32) {
+      struct g *x = p->gfree;
+      p->gfree = x->schedlink;
+      p->gfreecnt--;
+      x->schedlink = gmp_sched.gfree;
+      gmp_sched.gfree = x;
+      gmp_sched.ngfree++;
+    }
+    gmp_lock_release(&gmp_sched.gflock);
+  }
+}
+
+static struct g *gfget(struct p *p)
+{
+  if (!p->gfree && gmp_sched.gfree) {
+    gmp_lock_acquire(&gmp_sched.gflock);
+    while (p->gfreecnt < 32 && gmp_sched.gfree) {
+      struct g *x = gmp_sched.gfree;
+      gmp_sched.gfree = x->schedlink;
+      gmp_sched.ngfree--;
+      x->schedlink = p->gfree;
+      p->gfree = x;
+      p->gfreecnt++;
+    }
+    gmp_lock_release(&gmp_sched.gflock);
+  }
+  struct g *g = p->gfree;
+  if (g) {
+    p->gfree = g->schedlink;
+    p->gfreecnt--;
+  }
+  return g;
+}
+
+void gmp_gfree(struct g *g)
+{
+  struct m *m = gmp_getm();
+  gfput(m ? m->p : NULL, g);
+}
+
+/* ---- G start and exit ------------------------------------------------------ */
+
+static void gstart(void *arg)
+{
+  struct g *g = arg;
+  gmp_tls_enter();
+  void *ret = g->fn(g->arg);
+  gmp_goexit(ret);
+}
+
+int gmp_go(pthread_t *out, void *(*fn)(void *), void *arg, const struct gmp_gattr *a)
+{
+  struct m *m = gmp_getm();
+  struct p *p = m->p;
+  struct g *g = gfget(p);
+  if (!g && !(g = galloc()))
+    return EAGAIN;
+
+  size_t want = a->stacksize ? a->stacksize : cfg.stack_size;
+  size_t guard = a->guardsize;
+  if (a->stackaddr) {
+    if (!g->stack_pooled)
+      gmp_stack_free(&g->stack);
+    else
+      gmp_stack_free(&g->stack);
+    g->stack_pooled = false;
+    g->stack = (struct gmp_stack){.lo = a->stackaddr, .hi = (char *)a->stackaddr + want,
+                                  .user = true};
+  } else {
+    size_t have = g->stack.map ? (size_t)(g->stack.hi - g->stack.lo) : 0;
+    bool reuse = g->stack.map && !g->stack.user && have >= want &&
+                 have - want < gmp_page_size() * 2 &&
+                 (g->stack.guard != 0) == (guard != 0);
+    if (!reuse) {
+      if (g->stack.map && !g->stack.user)
+        gmp_stack_free(&g->stack);
+      int rc = gmp_stack_alloc(&g->stack, want, guard);
+      if (rc != 0) {
+        memset(&g->stack, 0, sizeof g->stack);
+        gfput(p, g);
+        return rc;
+      }
+    }
+    g->stack_pooled = want == cfg.stack_size && guard == gmp_page_size();
+  }
+
+  g->goid = atomic_fetch_add(&gmp_sched.goidgen, 1) + 1;
+  g->tid = 0x40000000 + (atomic_fetch_add(&gmp_sched.tidgen, 1) & 0x3fffffff);
+  g->fn = fn;
+  g->arg = arg;
+  g->retval = NULL;
+  g->is_main = false;
+  g->is_g0 = false;
+  g->name[0] = 0;
+  g->waitreason = 0;
+  g->sched_policy = a->sched_policy;
+  g->sched_priority = a->sched_priority;
+  g->inheritsched = a->inheritsched;
+  g->scope = a->scope;
+  g->guardsize = guard;
+  g->wait.queued = false;
+  g->timer.p = NULL;
+  g->timer.idx = -1;
+  atomic_store(&g->joinstate, a->detached ? JOIN_DETACHED : JOIN_JOINABLE);
+  gmp_tls_setup(g->tcb, g->tid, g->stack.lo, (size_t)(g->stack.hi - g->stack.lo));
+  gmp_ctx_make(&g->ctx, g->stack.hi, gstart, g, g->tcb);
+  atomic_fetch_add(&gmp_sched.ngoroutines, 1);
+  /* Publish the pthread_t before the G can run (another P may steal it at
+   * once): the new thread may read the variable its creator passed. */
+  if (out)
+    *out = (pthread_t)g->tcb;
+  gmp_ready(g);
+  return 0;
+}
+
+/* Switch to g0 with a request (Go's mcall). Returns when the G resumes. */
+static void mcall(struct g *g, int req)
+{
+  struct m *m = g->m;
+  m->req = req;
+  gmp_ctx_switch(&g->ctx, &m->g0);
+}
+
+void gmp_park(bool (*unlockf)(struct g *, void *), void *arg, int reason)
+{
+  struct g *g = gmp_curg_raw();
+  struct m *m = g->m;
+  g->waitreason = reason;
+  m->unlockf = unlockf;
+  m->unlockarg = arg;
+  atomic_store_explicit(&g->status, G_WAITING, memory_order_relaxed);
+  mcall(g, MREQ_PARK);
+}
+
+void gmp_yield(void)
+{
+  struct g *g = gmp_curg_raw();
+  if (!g || g->is_g0)
+    return;
+  mcall(g, MREQ_YIELD);
+}
+
+_Noreturn void gmp_goexit(void *retval)
+{
+  struct g *g = gmp_curg_raw();
+  g->retval = retval;
+  gmp_tsd_run_destructors(g);
+  gmp_tls_leave();
+  /* The last thread to end ends the process with status 0, as NPTL does,
+   * and from a thread context, so atexit handlers run in one. */
+  if (atomic_fetch_sub(&gmp_sched.ngoroutines, 1) == 1)
+    exit(0);
+  mcall(g, MREQ_EXIT);
+  gmp_fatal("a dead G was resumed");
+}
+
+/* On g0: the G has switched out for good. */
+static void gdestroy(struct m *m, struct g *g)
+{
+  atomic_store(&g->status, G_DEAD);
+  int js = JOIN_JOINABLE;
+  if (atomic_compare_exchange_strong(&g->joinstate, &js, JOIN_EXITED)) {
+    gmp_unpark_all(&g->joinstate);
+    return;
+  }
+  /* detached: nobody will join it */
+  if (!g->is_main)
+    gfput(m->p, g);
+}
+
+/* ---- execute -------------------------------------------------------------- */
+
+/* On g0, right after a G switched out: finish its request. */
+static void post_switch(struct m *m)
+{
+  struct g *g = m->curg;
+  m->curg = NULL;
+  if (!gmp_stack_ok(&g->stack))
+    gmp_fatal("stack overflow in thread %lu (G%lu): the stack canary at %p was "
+              "overwritten (this stack has no guard page: vm.max_map_count budget "
+              "exhausted)", (unsigned long)g->tcb, (unsigned long)g->goid,
+              (void *)g->stack.lo);
+  int req = m->req;
+  m->req = MREQ_NONE;
+  switch (req) {
+  case MREQ_PARK: {
+    bool (*f)(struct g *, void *) = m->unlockf;
+    m->unlockf = NULL;
+    if (f && !f(g, m->unlockarg)) {
+      atomic_store(&g->status, G_RUNNABLE);
+      gmp_runqput(m->p, g, true);
+    }
+    break;
+  }
+  case MREQ_YIELD:
+    atomic_store(&g->status, G_RUNNABLE);
+    gmp_runqput(m->p, g, false);
+    break;
+  case MREQ_EXIT:
+    gdestroy(m, g);
+    break;
+  default:
+    gmp_fatal("G%lu switched to g0 without a request", (unsigned long)g->goid);
+  }
+}
+
+static void execute(struct m *m, struct g *g)
+{
+  struct p *p = m->p;
+  p->schedtick++;
+  atomic_fetch_add_explicit(&p->n_switch, 1, memory_order_relaxed);
+  g->m = m;
+  m->curg = g;
+  atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+  gmp_ctx_switch(&m->g0, &g->ctx);
+  post_switch(m);
+}
+
+static void schedule(struct m *m) __attribute__((noreturn));
+static void schedule(struct m *m)
+{
+  for (;;) {
+    struct g *g = findrunnable(m);
+    execute(m, g);
+  }
+}
+
+static void mstart_loop(struct m *m)
+{
+  schedule(m);
+}
+
+/* M0's g0 is first entered when the main G first switches out. */
+static void m0_g0_main(void *arg)
+{
+  struct m *m = arg;
+  post_switch(m);
+  schedule(m);
+}
+
+/* ---- Ms ------------------------------------------------------------------ */
+
+static struct g *make_g0(struct m *m)
+{
+  struct g *g0 = calloc(1, sizeof *g0);
+  if (!g0)
+    return NULL;
+  g0->is_g0 = true;
+  g0->m = m;
+  g0->goid = 0;
+  return g0;
+}
+
+static void *mstart_thread(void *arg)
+{
+  struct m *m = arg;
+  m->ostid = gmp_gettid();
+  m->g0.fs = gmp_thread_self();
+  struct g *g0 = make_g0(m);
+  if (!g0)
+    gmp_fatal("out of memory starting M%d", m->id);
+  g0->tcb = m->g0.fs;
+  gmp_tcb_slot_set(m->g0.fs, g0);
+  pthread_sigmask(SIG_SETMASK, &m_sigmask, NULL);
+  if (m->nextp) {
+    acquirep(m, m->nextp);
+    m->nextp = NULL;
+  } else {
+    stopm(m);
+  }
+  mstart_loop(m);
+}
+
+static int newm(struct p *p, bool spinning)
+{
+  struct m *m = calloc(1, sizeof *m);
+  if (!m)
+    return ENOMEM;
+  gmp_lock_acquire(&gmp_sched.lock);
+  m->id = gmp_sched.mcount++;
+  m->alllink = gmp_sched.allm;
+  gmp_sched.allm = m;
+  gmp_lock_release(&gmp_sched.lock);
+  m->rand = 0x9E3779B97F4A7C15ULL * (uint64_t)(m->id + 1);
+  m->nextp = p;
+  m->spinning = spinning;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  /* g0 runs only the scheduler: it needs little stack. */
+  pthread_attr_setstacksize(&a, 256 * 1024);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  pthread_t th;
+  int rc = native.create(&th, &a, mstart_thread, m);
+  pthread_attr_destroy(&a);
+  if (rc != 0) {
+    gmp_printf_err("libgmp: cannot start an OS thread (M%d): %s\n", m->id, strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+/* ---- init ------------------------------------------------------------------ */
+
+const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *nat)
+{
+  cfg = *c;
+  native = *nat;
+  const char *why = gmp_tls_init(nat->create, nat->join);
+  if (why)
+    return why;
+  gmp_ctx_switch_init();
+  gmp_stack_init(cfg.guard_limit);
+
+  box_g_size = (sizeof(struct g) + 63) & ~(size_t)63;
+  box_size = (box_g_size + gmp_tls_block_size() + 63) & ~(size_t)63;
+
+  gmp_nprocs = cfg.maxprocs;
+  gmp_allp = aligned_alloc(64, sizeof(struct p) * (size_t)gmp_nprocs);
+  if (!gmp_allp)
+    return "out of memory";
+  memset(gmp_allp, 0, sizeof(struct p) * (size_t)gmp_nprocs);
+  for (int i = 0; i < gmp_nprocs; i++) {
+    gmp_allp[i].id = i;
+    runq_init(&gmp_allp[i].runq);
+  }
+
+  /* M0 is this (main) thread. Its g0 needs a TCB and stack of its own,
+   * because the main thread's TCB now belongs to the main G. */
+  struct g *g0 = make_g0(&m0);
+  void *blk = aligned_alloc(64, (gmp_tls_block_size() + 63) & ~(size_t)63);
+  struct gmp_stack st;
+  if (!g0 || !blk || gmp_stack_alloc(&st, 256 * 1024, gmp_page_size()) != 0)
+    return "out of memory";
+  memset(blk, 0, gmp_tls_block_size());
+  void *tcb0 = gmp_tls_create(blk);
+  if (!tcb0)
+    return "cannot allocate a TCB";
+  gmp_tls_setup(tcb0, 0x3fffffff, st.lo, (size_t)(st.hi - st.lo));
+  g0->tcb = tcb0;
+  gmp_tcb_slot_set(tcb0, g0);
+  m0.id = 0;
+  m0.ostid = gmp_gettid();
+  m0.rand = 0x9E3779B97F4A7C15ULL;
+  gmp_ctx_make(&m0.g0, st.hi, m0_g0_main, &m0, tcb0);
+  gmp_sched.mcount = 1;
+  gmp_sched.allm = &m0;
+  pthread_sigmask(SIG_SETMASK, NULL, &m_sigmask);
+
+  /* The main G: the main thread's own stack and TCB. */
+  g_main.tcb = gmp_thread_self();
+  g_main.ctx.fs = g_main.tcb;
+  g_main.is_main = true;
+  g_main.goid = 1;
+  g_main.tid = gmp_tls_tid(g_main.tcb);
+  g_main.stack.user = true;
+  g_main.timer.idx = -1;
+  g_main.m = &m0;
+  atomic_store(&g_main.status, G_RUNNING);
+  atomic_store(&g_main.joinstate, JOIN_JOINABLE);
+  atomic_store(&gmp_sched.goidgen, 1);
+  atomic_store(&gmp_sched.ngoroutines, 1);
+  m0.curg = &g_main;
+  acquirep(&m0, &gmp_allp[0]);
+  for (int i = gmp_nprocs - 1; i >= 1; i--)
+    pidleput(&gmp_allp[i]);
+
+  /* One idle M per other P, started now from the main thread's genuine
+   * NPTL context rather than later from a G. */
+  for (int i = 1; i < gmp_nprocs; i++) {
+    gmp_lock_acquire(&gmp_sched.lock);
+    struct p *p = pidleget();
+    gmp_lock_release(&gmp_sched.lock);
+    if (newm(NULL, false) != 0) {
+      gmp_lock_acquire(&gmp_sched.lock);
+      pidleput(p);
+      gmp_lock_release(&gmp_sched.lock);
+      break;
+    }
+    gmp_lock_acquire(&gmp_sched.lock);
+    pidleput(p);
+    gmp_lock_release(&gmp_sched.lock);
+  }
+  gmp_tcb_slot_set(g_main.tcb, &g_main);
+  gmp_running = true;
+  return NULL;
+}

@@ -1,0 +1,271 @@
+/*
+ * The runtime's types: G, M, P and the scheduler's global state, in the
+ * manner of Go's runtime2.go. Internal to sched/ (and its unit tests);
+ * preload/ uses sched/sched.h only.
+ *
+ *  G  a green thread: a stack, a TCB (its own errno, TLS, pthread_self),
+ *     a saved context, and what it waits for.
+ *  M  an OS thread (a real NPTL pthread) that runs Gs. Its own stack and
+ *     TCB form "g0", where the scheduler runs between two Gs.
+ *  P  a processor: the right to run Gs, with a local run queue, timers and
+ *     a cache of free Gs. GMP_MAXPROCS of them; an M needs a P to run a G.
+ */
+#ifndef GMP_SCHED_RUNTIME_H
+#define GMP_SCHED_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sched/lock.h"
+#include "shim/shim.h"
+
+struct g;
+struct m;
+struct p;
+
+/* ---- run queue (runq.c) ---------------------------------------------- */
+
+/* 256 slots: big enough that a burst of readies rarely spills to the
+ * global queue, small enough that stealing half stays cheap (Go's size). */
+#define RUNQ_SIZE 256
+
+/* A single-producer, multi-consumer ring. Only the owning P writes tail
+ * and the slots; anyone may advance head with a CAS (get or steal). Slots
+ * are read before the CAS that claims them, so a stealer may read a slot
+ * the owner is overwriting: the CAS then fails and the read is discarded.
+ * That is why slots are atomics (relaxed) and head/tail acquire/release. */
+struct runq {
+  _Atomic uint32_t head;
+  _Atomic uint32_t tail;
+  _Atomic(struct g *) slot[RUNQ_SIZE];
+  /* runnext: the G readied by the running G runs next, ahead of the queue,
+   * inheriting the time slice. A ping-pong pair then stays on one P. */
+  _Atomic(struct g *) next;
+};
+
+void runq_init(struct runq *q);
+uint32_t runq_size(struct runq *q);
+bool runq_empty(struct runq *q);
+/* Owner only. false when the ring is full (caller spills half, runq_put_slow). */
+bool runq_put(struct runq *q, struct g *g);
+/* Owner only: install g as runnext; returns the G it displaced (or NULL). */
+struct g *runq_put_next(struct runq *q, struct g *g);
+/* Owner only. Takes runnext first, then the head of the ring. */
+struct g *runq_get(struct runq *q, bool *inherit);
+/* Owner only: move half the ring into batch[0..n) (to spill to the global
+ * queue). Returns n, or 0 if a concurrent steal raced (retry runq_put). */
+uint32_t runq_take_half(struct runq *q, uint32_t h, uint32_t t, struct g **batch);
+/* Steal half of src into dst (dst's owner calls). Returns one G to run. */
+struct g *runq_steal(struct runq *dst, struct runq *src, bool steal_next);
+
+/* ---- parking lot (parklot.c) ------------------------------------------ */
+
+/* Address-keyed wait queues, the one primitive under mutex, cond, rwlock,
+ * sem, barrier, join and once (Go's sema.go keeps a treap per address; a
+ * hashed bucket with a FIFO list is enough when few addresses collide). */
+struct pl_waiter {
+  const void *addr;
+  struct pl_waiter *next, *prev;
+  bool queued;
+};
+
+#define PL_BUCKETS 1021 /* prime: addresses are 8- or 16-aligned */
+
+struct pl_bucket {
+  gmp_spin lock;
+  struct pl_waiter *head, *tail;
+  uint32_t count;
+} __attribute__((aligned(64)));
+
+struct pl_bucket *pl_bucket_of(const void *addr);
+void pl_enqueue(struct pl_bucket *b, struct pl_waiter *w, const void *addr);
+/* Dequeue the oldest waiter on addr, or NULL. Bucket locked. */
+struct pl_waiter *pl_dequeue(struct pl_bucket *b, const void *addr);
+/* Unlink a specific waiter if still queued; true if it was. */
+bool pl_remove(struct pl_bucket *b, struct pl_waiter *w);
+/* Is any waiter queued on addr? Bucket locked. */
+bool pl_has_waiters(struct pl_bucket *b, const void *addr);
+
+/* ---- timer heap (timerheap.c) ----------------------------------------- */
+
+struct gtimer {
+  int64_t when;        /* monotonic ns; valid while in a heap */
+  int32_t idx;         /* position in the heap, -1 when not in one */
+  struct p *p;         /* the P whose heap holds it, NULL when not armed */
+  struct g *g;         /* the G to wake */
+  uint64_t seq;        /* the G's park_seq when armed (stale-fire check) */
+};
+
+struct timerheap {
+  struct gtimer **a;
+  int32_t n, cap;
+};
+
+bool th_push(struct timerheap *h, struct gtimer *t); /* false: out of memory */
+struct gtimer *th_min(struct timerheap *h);
+struct gtimer *th_pop(struct timerheap *h);
+void th_remove(struct timerheap *h, struct gtimer *t);
+void th_free(struct timerheap *h);
+
+/* ---- G ---------------------------------------------------------------- */
+
+enum gstatus {
+  G_IDLE,     /* on a free list */
+  G_RUNNABLE, /* on a run queue */
+  G_RUNNING,  /* on an M */
+  G_WAITING,  /* parked */
+  G_DEAD,     /* exited, waiting to be joined or recycled */
+};
+
+enum waitreason {
+  WAIT_NONE,
+  WAIT_MUTEX,
+  WAIT_COND,
+  WAIT_RWLOCK,
+  WAIT_SEM,
+  WAIT_BARRIER,
+  WAIT_JOIN,
+  WAIT_SLEEP,
+  WAIT_ONCE,
+  WAIT_OTHER,
+  WAIT__COUNT
+};
+
+/* joinstate: who frees a dead G. Exactly one of the exiting G's g0 and
+ * pthread_join/pthread_detach sees the other's mark and frees it. */
+enum { JOIN_JOINABLE, JOIN_DETACHED, JOIN_EXITED, JOIN_JOINING };
+
+/* park results */
+enum { PARK_WOKEN = 0, PARK_TIMEDOUT = 1 };
+
+#define GMP_MAX_NAME 16 /* GMP_MAX_NAME_LEN in sched.h */
+#define GMP_TSD_L1 32 /* second-level TSD blocks of 32 keys: 1024 keys */
+
+struct tsd_slot {
+  uint64_t seq;
+  void *data;
+};
+
+struct g {
+  struct gmp_ctx ctx;      /* saved rsp + the TCB loaded when resumed */
+  uint64_t goid;
+  _Atomic int status;      /* enum gstatus */
+  int waitreason;
+  struct m *m;             /* the M running it, when G_RUNNING */
+  struct g *schedlink;     /* run queue / free list link */
+  void *tcb;               /* its thread pointer == its pthread_t */
+  void *tls_block;         /* memory holding the TCB (NULL for main) */
+  int tid;                 /* unique fake tid (glibc mutex owner id) */
+  bool is_main;
+  bool is_g0;              /* an M's scheduler context, not a program thread */
+  bool stack_pooled;       /* stack is default-sized: keep it on reuse */
+  struct gmp_stack stack;
+
+  void *(*fn)(void *);
+  void *arg;
+  void *retval;
+  _Atomic int joinstate;
+
+  /* Parking. park_seq counts parks; park_state is (seq << 1) | 1 while a
+   * park can still be ended, and whoever CASes the low bit to 0 (a waker
+   * or the timeout) readies the G. Timers remember the seq they were
+   * armed for, so a late fire can never end a later park. */
+  struct pl_waiter wait;
+  uint64_t park_seq;
+  _Atomic uint64_t park_state;
+  int park_result;
+  struct gtimer timer;
+
+  /* Thread-specific data (pthread_key_*), second level allocated lazily. */
+  struct tsd_slot tsd0[GMP_TSD_L1];
+  struct tsd_slot *tsd[GMP_TSD_L1];
+  bool tsd_used;
+
+  char name[GMP_MAX_NAME];
+  /* Scheduling attributes are recorded and reported, not enforced: all
+   * Gs share the Ps fairly (documented in docs/pthread-symbols.md). */
+  int sched_policy, sched_priority, inheritsched, scope;
+  size_t guardsize;
+  int64_t runnable_since;
+};
+
+/* ---- M ---------------------------------------------------------------- */
+
+enum { MREQ_NONE, MREQ_PARK, MREQ_YIELD, MREQ_EXIT };
+
+struct m {
+  int id;
+  int ostid;               /* the kernel tid */
+  struct gmp_ctx g0;       /* the scheduler context of this M */
+  struct g *curg;
+  struct p *p;             /* attached P, NULL when idle */
+  struct p *nextp;         /* P handed over by startm */
+  bool spinning;           /* looking for work without having found it */
+  _Atomic uint32_t note;   /* futex word the idle M sleeps on */
+  struct m *schedlink;     /* idle list */
+  struct m *alllink;
+  /* A request from the G that just switched to g0 (Go's mcall). */
+  int req;
+  bool (*unlockf)(struct g *, void *);
+  void *unlockarg;
+  uint64_t rand;
+  void *g0_stack;          /* M0 only: g0 runs on a runtime stack */
+};
+
+/* ---- P ---------------------------------------------------------------- */
+
+enum { P_IDLE, P_RUNNING };
+
+struct p {
+  int id;
+  int status;
+  struct m *m;
+  struct p *link;          /* idle list */
+  uint64_t schedtick;      /* incremented on every schedule */
+  struct runq runq;
+
+  gmp_spin timerlock;      /* guards timers; taken by any M */
+  struct timerheap timers;
+  _Atomic int64_t timer0;  /* when of the earliest timer, 0 if none */
+
+  struct g *gfree;         /* local free Gs (with their TCBs and stacks) */
+  int gfreecnt;
+
+  /* counters (schedtrace and stats read them racily) */
+  _Atomic uint64_t n_switch, n_steal, n_stolen;
+} __attribute__((aligned(64)));
+
+/* ---- the scheduler ---------------------------------------------------- */
+
+struct sched {
+  gmp_lock lock;           /* guards: global runq, pidle, midle, allm */
+  struct g *runqhead, *runqtail;
+  _Atomic int32_t runqsize;
+  struct p *pidle;
+  _Atomic int32_t npidle;
+  struct m *midle;
+  int32_t nmidle;
+  int32_t mcount;
+  struct m *allm;
+  _Atomic int32_t nmspinning;
+
+  gmp_lock gflock;         /* global free G list */
+  struct g *gfree;
+  int32_t ngfree;
+
+  /* Idle Ms sleep until the earliest timer: one of them (the "timer
+   * sleeper") sleeps with a timeout; adding an earlier timer wakes it. */
+  _Atomic int64_t sleep_until; /* 0: no timer sleeper */
+  _Atomic uint32_t sleep_note;
+
+  _Atomic int64_t ngoroutines; /* live Gs, main included */
+  _Atomic uint64_t goidgen;
+  _Atomic int32_t tidgen;
+};
+
+extern struct sched gmp_sched;
+extern struct p *gmp_allp;
+extern int gmp_nprocs;
+
+#endif

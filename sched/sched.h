@@ -1,0 +1,132 @@
+/*
+ * sched/ — the public interface of the runtime to preload/.
+ *
+ * sched/ knows nothing of POSIX error conventions beyond returning errno
+ * values; preload/ translates pthread/sem/sleep semantics into these calls.
+ * All functions here are called from a G (the current thread of the
+ * program), unless said otherwise.
+ */
+#ifndef GMP_SCHED_H
+#define GMP_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "shim/shim.h"
+
+struct g;
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+struct gmp_config {
+  int maxprocs;          /* number of Ps */
+  size_t stack_size;     /* default G stack size */
+  long guard_limit;      /* stacks with a guard page; -1: from max_map_count */
+  int verbose;
+};
+
+/* Native pthread entry points the runtime itself needs (M creation, the
+ * TLS probe), resolved by preload/real.c. */
+struct gmp_native {
+  int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+  int (*join)(pthread_t, void **);
+};
+
+/* Convert the calling (main) thread into the main G on M0 and start the
+ * other Ms. Returns NULL, or a one-line reason the runtime cannot run here
+ * (nothing has been changed then: the caller falls back to native). */
+const char *gmp_sched_init(const struct gmp_config *cfg, const struct gmp_native *nat);
+
+/* True once gmp_sched_init succeeded. */
+extern bool gmp_running;
+
+/* ---- the current G ---------------------------------------------------- */
+
+/* The G running on this thread, or NULL on a thread the runtime did not
+ * make (and on the runtime's own g0 contexts: see gmp_curg_user). */
+static inline struct g *gmp_curg_raw(void) { return (struct g *)gmp_tcb_slot_get(); }
+struct g *gmp_curg(void); /* NULL unless a program G */
+
+/* The G behind a pthread_t, or NULL if it is not one of ours. */
+struct g *gmp_g_of(pthread_t t);
+pthread_t gmp_g_pthread(struct g *g);
+uint64_t gmp_g_id(struct g *g);
+
+/* ---- creation, exit, join --------------------------------------------- */
+
+struct gmp_gattr {
+  size_t stacksize;      /* 0: default */
+  void *stackaddr;       /* lowest address of a caller-provided stack, or NULL */
+  size_t guardsize;
+  bool detached;
+  int sched_policy, sched_priority, inheritsched, scope;
+};
+
+/* Start fn(arg) in a new G. Returns 0 or EAGAIN/ENOMEM/EINVAL. */
+int gmp_go(pthread_t *out, void *(*fn)(void *), void *arg, const struct gmp_gattr *a);
+_Noreturn void gmp_goexit(void *retval);
+
+/* deadline: GMP_NO_DEADLINE, GMP_TRY (don't wait), or monotonic ns. */
+#define GMP_NO_DEADLINE INT64_MAX
+#define GMP_TRY INT64_MIN
+int gmp_join(struct g *g, void **retval, int64_t deadline); /* 0, EBUSY, ETIMEDOUT, EINVAL, EDEADLK */
+int gmp_detach(struct g *g);                                /* 0, EINVAL */
+bool gmp_g_alive(struct g *g);
+
+void gmp_yield(void);
+
+/* Attributes of a G, for pthread_getattr_np & co. */
+void gmp_g_stack(struct g *g, void **lo, size_t *size, size_t *guard);
+bool gmp_g_detached(struct g *g);
+void gmp_g_sched(struct g *g, int *policy, int *priority, bool set);
+#define GMP_MAX_NAME_LEN 16 /* the kernel's TASK_COMM_LEN */
+char *gmp_g_name(struct g *g);
+bool gmp_g_is_main(struct g *g);
+/* The glibc tid of a G (its mutex owner id). */
+int gmp_g_tid(struct g *g);
+/* The kernel tid of the M running g right now, or 0 if it is not running. */
+int gmp_g_ostid(struct g *g);
+int gmp_procs(void);
+
+/* ---- parking ------------------------------------------------------------ */
+
+/* Park the current G on addr. validate(arg) runs with the address's queue
+ * locked, before the G is queued: if it returns false, nothing is parked
+ * and GMP_PARK_INVALID is returned (the futex "value changed" case). A
+ * waker that changes the state validate reads, then calls gmp_unpark_*,
+ * can therefore never be missed. */
+#define GMP_PARK_WOKEN 0
+#define GMP_PARK_TIMEDOUT 1
+#define GMP_PARK_INVALID 2
+enum gmp_reason { GMP_WAIT_MUTEX = 1, GMP_WAIT_COND, GMP_WAIT_RWLOCK, GMP_WAIT_SEM,
+                  GMP_WAIT_BARRIER, GMP_WAIT_JOIN, GMP_WAIT_SLEEP, GMP_WAIT_ONCE };
+int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
+                int64_t deadline, int reason);
+/* Wake the oldest G parked on addr. Returns 1 if one was woken. */
+int gmp_unpark_one(const void *addr);
+/* Wake every G parked on addr. Returns how many. */
+int gmp_unpark_all(const void *addr);
+/* Sleep until the monotonic deadline. */
+void gmp_sleep_until(int64_t deadline);
+
+/* ---- thread-specific data ------------------------------------------------ */
+
+int gmp_key_create(unsigned *key, void (*destr)(void *));
+int gmp_key_delete(unsigned key);
+void *gmp_getspecific(unsigned key);
+int gmp_setspecific(unsigned key, const void *v);
+
+/* ---- configuration parsing (env.c) -------------------------------------- */
+
+/* Parsers return NULL on success or a description of the accepted values. */
+const char *gmp_parse_int(const char *s, long lo, long hi, long *out);
+const char *gmp_parse_size(const char *s, size_t lo, size_t hi, size_t *out);
+/* Default number of Ps: CPUs in the affinity mask, lowered to the cgroup
+ * CPU quota (v2 cpu.max, v1 cfs_quota_us/cfs_period_us), at least 1. */
+int gmp_default_procs(void);
+/* NPTL's default stack size: RLIMIT_STACK, or 8 MiB when unlimited. */
+size_t gmp_default_stack(void);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * G stacks.
+ *
+ * A stack is reserved with MAP_NORESERVE and committed lazily by page
+ * faults, so an 8 MiB NPTL-sized stack costs only the pages a G touches.
+ * Below it sits a PROT_NONE guard page, so an overflow faults instead of
+ * corrupting the neighbour.
+ *
+ * A guarded stack costs two VMAs (the guard splits the mapping), and the
+ * kernel refuses new mappings past vm.max_map_count (65,530 here): about
+ * 32,000 guarded stacks would exhaust it and every later mmap in the
+ * process — malloc's included — would fail. So guards are handed out from
+ * a budget (guard_limit, derived from max_map_count at init); past it a
+ * stack is one plain mapping, which the kernel merges with its neighbours
+ * into a single VMA, and a canary word at its lowest address is checked
+ * each time the G is switched out (sched/proc.c). That detects an overflow
+ * late, but detects it, and keeps the process within its map budget.
+ */
+#define _GNU_SOURCE
+#include "shim/shim.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static size_t page_size = 4096;
+static long guard_limit = 24000;
+static atomic_long guarded_now;
+
+size_t gmp_page_size(void) { return page_size; }
+long gmp_stack_guarded_count(void) { return atomic_load(&guarded_now); }
+
+void gmp_stack_init(long limit)
+{
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps > 0)
+    page_size = (size_t)ps;
+  if (limit >= 0) {
+    guard_limit = limit;
+    return;
+  }
+  /* Leave half the map budget, and at least 16k maps, to the program. */
+  char buf[64];
+  long maxmap = 65530;
+  if (gmp_read_file("/proc/sys/vm/max_map_count", buf, sizeof buf) > 0)
+    maxmap = strtol(buf, NULL, 10);
+  long spare = maxmap / 2 > 16384 ? maxmap / 2 : 16384;
+  guard_limit = maxmap > spare ? (maxmap - spare) / 2 : 0;
+}
+
+static size_t round_page(size_t n)
+{
+  return (n + page_size - 1) & ~(page_size - 1);
+}
+
+static void *map_anon(size_t len)
+{
+  long r = gmp_sys6(SYS_mmap, 0, len, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (r < 0 && r > -4096)
+    return NULL;
+  return (void *)r;
+}
+
+int gmp_stack_alloc(struct gmp_stack *s, size_t size, size_t guard)
+{
+  size = round_page(size);
+  guard = round_page(guard);
+  s->user = false;
+  if (guard) {
+    if (atomic_fetch_add(&guarded_now, 1) >= guard_limit) {
+      atomic_fetch_sub(&guarded_now, 1);
+      guard = 0;
+    }
+  }
+  char *m = map_anon(size + guard);
+  if (!m) {
+    if (guard)
+      atomic_fetch_sub(&guarded_now, 1);
+    return EAGAIN;
+  }
+  if (guard && gmp_sys3(SYS_mprotect, m, guard, PROT_NONE) != 0) {
+    /* Out of map budget after all: keep the mapping as a canary stack. */
+    atomic_fetch_sub(&guarded_now, 1);
+    guard = 0;
+  }
+  s->map = m;
+  s->maplen = size + (guard ? guard : 0);
+  if (!guard && s->maplen != size) {
+    /* the guard region became ordinary stack: use it all */
+    size = s->maplen;
+  }
+  s->guard = guard;
+  s->lo = m + guard;
+  s->hi = m + s->maplen;
+  if (!guard)
+    *(uint64_t *)s->lo = GMP_STACK_CANARY;
+  return 0;
+}
+
+void gmp_stack_free(struct gmp_stack *s)
+{
+  if (s->user || !s->map)
+    return;
+  gmp_sys2(SYS_munmap, s->map, s->maplen);
+  if (s->guard)
+    atomic_fetch_sub(&guarded_now, 1);
+  s->map = s->lo = s->hi = NULL;
+}
