@@ -98,7 +98,7 @@ static int rdlock(struct grw *r, struct g *self, int64_t deadline, bool abs_ok)
     }
     if (r->writer == tid) {
       ulk(r);
-      return EDEADLK;
+      return deadline == GMP_TRY ? EBUSY : EDEADLK;
     }
     if (deadline == GMP_TRY || !abs_ok) {
       ulk(r);
@@ -127,7 +127,7 @@ static int wrlock(struct grw *r, struct g *self, int64_t deadline, bool abs_ok)
     }
     if (r->writer == tid) {
       ulk(r);
-      return EDEADLK;
+      return deadline == GMP_TRY ? EBUSY : EDEADLK;
     }
     if (deadline == GMP_TRY || !abs_ok) {
       ulk(r);

@@ -15,6 +15,9 @@
  *     the holder unlocks before the deadline; errorcheck timedlock EDEADLK;
  *   - pthread_mutex_clocklock with CLOCK_MONOTONIC and CLOCK_REALTIME
  *     (ETIMEDOUT, success) and an unsupported clock (EINVAL);
+ *   - ownership survives blocking calls (under libgmp: migration to another
+ *     OS thread): lock, then sleep/yield repeatedly, then relock (recursive:
+ *     0, errorcheck: EDEADLK) and unlock (0, not EPERM);
  *   - a counter incremented 200,000 times by each of 8 threads under a normal
  *     mutex ends exact; same for recursive (nested) and adaptive mutexes.
  */
@@ -292,6 +295,64 @@ static void test_errorcheck(pthread_mutex_t *m, const char *what)
     EXPECT(l, in_other_thread(trylock_then_unlock, m), 0);
 }
 
+/* Ownership must follow the thread, not the OS thread it happens to run on. */
+static void migrate_a_bit(void)
+{
+    for (int i = 0; i < 20; i++) {
+        usleep(500);
+        sched_yield();
+    }
+}
+
+static void *ownership_thread(void *arg)
+{
+    pthread_mutex_t *rec = ((pthread_mutex_t **)arg)[0], *ec = ((pthread_mutex_t **)arg)[1];
+    struct timespec ts;
+    EXPECT("thread: recursive lock", pthread_mutex_lock(rec), 0);
+    migrate_a_bit();
+    ts = ts_after(CLOCK_REALTIME, 2000);
+    EXPECT("thread: recursive relock (timedlock) after sleeping", pthread_mutex_timedlock(rec, &ts), 0);
+    migrate_a_bit();
+    EXPECT("thread: recursive unlock after sleeping", pthread_mutex_unlock(rec), 0);
+    migrate_a_bit();
+    EXPECT("thread: recursive unlock after sleeping", pthread_mutex_unlock(rec), 0);
+    EXPECT("thread: errorcheck lock", pthread_mutex_lock(ec), 0);
+    migrate_a_bit();
+    EXPECT("thread: errorcheck relock after sleeping", pthread_mutex_lock(ec), EDEADLK);
+    migrate_a_bit();
+    EXPECT("thread: errorcheck unlock after sleeping", pthread_mutex_unlock(ec), 0);
+    return NULL;
+}
+
+/* Background load so that, under libgmp, Gs get shuffled between OS threads. */
+static atomic_int bg_stop;
+static void *bg_sleeper(void *arg)
+{
+    while (!atomic_load(&bg_stop)) {
+        usleep(300);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static void test_ownership(pthread_mutex_t *rec, pthread_mutex_t *ec)
+{
+    pthread_t t, bg[3];
+    pthread_mutex_t *args[2] = {rec, ec};
+    printf("-- ownership across blocking calls\n");
+    atomic_store(&bg_stop, 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_create(&bg[i], NULL, bg_sleeper, NULL) == 0, "create");
+    printf("(in main)\n");
+    ownership_thread(args);
+    printf("(in a thread)\n");
+    CHECK(pthread_create(&t, NULL, ownership_thread, args) == 0, "create");
+    CHECK(pthread_join(t, NULL) == 0, "join");
+    atomic_store(&bg_stop, 1);
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_join(bg[i], NULL) == 0, "join");
+}
+
 static void test_timed(void)
 {
     pthread_mutex_t m;
@@ -385,6 +446,7 @@ int main(void)
     test_recursive(&d_recursive, "dynamic recursive");
     test_errorcheck(&d_errorcheck, "dynamic errorcheck");
 
+    test_ownership(&d_recursive, &d_errorcheck);
     test_timed();
 
     printf("-- counters\n");

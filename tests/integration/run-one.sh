@@ -90,12 +90,15 @@ show_stderr() {
 run_one() {
   local label=$1 name=$2; shift 2
   local out=$tmp/$name.out err=$tmp/$name.err rc start end
-  start=$(date +%s)
-  timeout -k 5 "$tmo" env "$@" "$bin" >"$out" 2>"$err" </dev/null
+  start=$(date +%s%N)
+  # The subshell absorbs bash's "Segmentation fault ..." job report (timeout
+  # re-raises the child's fatal signal on itself).
+  ( timeout -k 5 "$tmo" env "$@" "$bin" >"$out" 2>"$err" </dev/null; exit $? ) 2>/dev/null
   rc=$?
-  end=$(date +%s)
-  # timeout(1) exits 124 after TERM, 137 after the KILL that follows -k.
-  if { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && [ $((end - start)) -ge "$tmo" ]; then
+  end=$(date +%s%N)
+  # timeout(1) exits 124 after TERM, 137 after the KILL that follows -k; the
+  # elapsed time tells that apart from a program exiting 124 by itself.
+  if { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && [ $(( (end - start) / 1000000 )) -ge $(( tmo * 1000 - 100 )) ]; then
     echo "FAIL $label: timed out after $tmo s"
     show_stderr "$err"
     failures=$((failures + 1))

@@ -34,7 +34,7 @@
 #include "lib/tlslib.h"
 
 #define NTHREADS 8
-#define ITERS 12000
+#define ITERS 8000
 
 #define CHECK(cond, ...)                                                     \
     do {                                                                     \
