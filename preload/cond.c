@@ -104,7 +104,7 @@ static int timedwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
     return EINVAL;
   if (!ts_valid(abs))
     return EINVAL;
-  int64_t dl;
+  int64_t dl = 0;
   abs_to_deadline(clk, abs, &dl);
   return cond_wait(c, m, dl);
 }

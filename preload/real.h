@@ -24,6 +24,9 @@
   X(int, pthread_clockjoin_np, (pthread_t, void **, clockid_t, const struct timespec *)) \
   X(int, pthread_detach, (pthread_t))                                             \
   X(void, pthread_exit, (void *))                                                 \
+  X(void, __pthread_register_cancel, (__pthread_unwind_buf_t *))                                  \
+  X(void, __pthread_unregister_cancel, (__pthread_unwind_buf_t *))                                  \
+  X(void, __pthread_unwind_next, (__pthread_unwind_buf_t *))                                    \
   X(int, sched_yield, (void))                                                     \
   X(int, pthread_once, (pthread_once_t *, void (*)(void)))                        \
   X(int, pthread_key_create, (pthread_key_t *, void (*)(void *)))                 \

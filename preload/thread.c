@@ -16,6 +16,8 @@
 
 #include "preload/preload.h"
 
+_Noreturn void gmp_exit_unwind(void *retval);
+
 /* glibc 2.36's struct pthread_attr (sysdeps/nptl/internaltypes.h). Read
  * directly for one fact no getter reveals: whether a stack size was set
  * (pthread_attr_getstacksize reports the default when it was not, and
@@ -137,7 +139,7 @@ GMP_EXPORT void pthread_exit(void *ret)
 {
   if (!gmp_self())
     REAL(pthread_exit)(ret);
-  gmp_goexit(ret);
+  gmp_exit_unwind(ret);
 }
 
 GMP_EXPORT int sched_yield(void)

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /*
  * pthread_key_* on Gs (sched/tsd.c keeps the data per G and runs the
  * destructors when a G ends, which glibc would only do for its own
