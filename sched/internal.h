@@ -10,9 +10,22 @@ void gmp_ready(struct g *g);
 void gmp_runqput(struct p *p, struct g *g, bool next);
 void gmp_wakep(void);
 void gmp_gfree(struct g *g);
+/* Take ownership of the current M's P for runtime work from a G (see
+ * P_USER in runtime.h); may move the G to another M. Pair with
+ * gmp_leave_runtime before returning to user code. */
+struct p *gmp_enter_runtime(struct g *g);
+static inline void gmp_leave_runtime(struct p *p)
+{
+  atomic_store_explicit(&p->status, P_USER, memory_order_release);
+}
+/* The P to use for runtime work on the current context: g0's own P, or
+ * the G's after gmp_enter_runtime. */
+void gmp_ready_p(struct p *p, struct g *g);
 /* Park the current G; unlockf(g, arg) runs on g0 after the switch and may
  * refuse the park by returning false (the G then runs again). */
 void gmp_park(bool (*unlockf)(struct g *, void *), void *arg, int reason);
+/* Same, for a caller that already holds its P (gmp_enter_runtime). */
+void gmp_park_held(bool (*unlockf)(struct g *, void *), void *arg, int reason);
 
 /* timers (timer.c) */
 int gmp_timers_run(struct p *p, int64_t now);

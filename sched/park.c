@@ -36,9 +36,13 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
 {
   struct g *g = gmp_curg_raw();
   struct pl_bucket *b = pl_bucket_of(addr);
+  /* Own the P first: getting it back may switch the G out, which must
+   * not happen with the bucket locked. */
+  struct p *p = gmp_enter_runtime(g);
   gmp_spin_lock(&b->lock);
   if (validate && !validate(arg)) {
     gmp_spin_unlock(&b->lock);
+    gmp_leave_runtime(p);
     return GMP_PARK_INVALID;
   }
   uint64_t seq = ++g->park_seq;
@@ -46,13 +50,12 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
   atomic_store_explicit(&g->park_state, CLAIMABLE(seq), memory_order_release);
   bool timed = deadline != GMP_NO_DEADLINE;
   if (timed) {
-    struct p *p = g->m->p;
     gmp_spin_lock(&p->timerlock);
     gmp_timer_push_locked(p, g, deadline);
     gmp_spin_unlock(&p->timerlock);
     gmp_wake_timer_sleeper(deadline);
   }
-  gmp_park(unlock_bucket, b, reason);
+  gmp_park_held(unlock_bucket, b, reason);
   int r = g->park_result;
   if (timed && r != GMP_PARK_TIMEDOUT)
     gmp_timer_del(g);
@@ -145,7 +148,7 @@ void gmp_sleep_until(int64_t deadline)
     gmp_yield();
     return;
   }
-  struct p *p = g->m->p;
+  struct p *p = gmp_enter_runtime(g);
   uint64_t seq = ++g->park_seq;
   g->wait.addr = NULL;
   atomic_store_explicit(&g->park_state, CLAIMABLE(seq), memory_order_release);
@@ -153,7 +156,7 @@ void gmp_sleep_until(int64_t deadline)
    * cannot fire (and ready the G) while the G is still running. */
   gmp_spin_lock(&p->timerlock);
   gmp_timer_push_locked(p, g, deadline);
-  gmp_park(unlock_timers, p, GMP_WAIT_SLEEP);
+  gmp_park_held(unlock_timers, p, GMP_WAIT_SLEEP);
 }
 
 /* ---- join / detach ----------------------------------------------------- */

@@ -192,7 +192,7 @@ struct g {
 
 /* ---- M ---------------------------------------------------------------- */
 
-enum { MREQ_NONE, MREQ_PARK, MREQ_YIELD, MREQ_EXIT };
+enum { MREQ_NONE, MREQ_PARK, MREQ_YIELD, MREQ_EXIT, MREQ_SYSCALL_EXIT };
 
 struct m {
   int id;
@@ -215,14 +215,27 @@ struct m {
 
 /* ---- P ---------------------------------------------------------------- */
 
-enum { P_IDLE, P_RUNNING };
+/* P status, the token of P ownership.
+ *  P_RUNNING  held by an M running runtime code (g0, or a runtime call
+ *             made by a G): only that M touches the P.
+ *  P_USER     its M runs a G's user code, which never touches the P. A
+ *             runtime entry CASes it back to P_RUNNING (enter_runtime);
+ *             sysmon may instead CAS it to P_IDLE when the M is found
+ *             blocked in the kernel outside any wrapper (libc's internal
+ *             calls), and hand the P to another M.
+ *  P_SYSCALL  its M is in a wrapped blocking call; sysmon retakes it
+ *             after ~20 us, exitsyscall CASes it back to P_USER.
+ * A losing CAS on the M's side means the P is gone: the M finds another
+ * P or gives its G to the global queue and sleeps (Go's exitsyscall). */
+enum { P_IDLE, P_RUNNING, P_USER, P_SYSCALL };
 
 struct p {
   int id;
-  int status;
+  _Atomic int status;
   struct m *m;
   struct p *link;          /* idle list */
   uint64_t schedtick;      /* incremented on every schedule */
+  _Atomic uint64_t syscalltick; /* incremented on every entersyscall */
   struct runq runq;
 
   gmp_spin timerlock;      /* guards timers; taken by any M */
@@ -260,6 +273,7 @@ struct sched {
   _Atomic uint32_t sleep_note;
 
   _Atomic int64_t ngoroutines; /* live Gs, main included */
+  _Atomic uint64_t n_handoff;  /* Ps retaken from Ms in system calls */
   _Atomic uint64_t goidgen;
   _Atomic int32_t tidgen;
 };

@@ -90,6 +90,15 @@ int gmp_g_tid(struct g *g);
 int gmp_g_ostid(struct g *g);
 int gmp_procs(void);
 
+/* ---- blocking system calls -------------------------------------------------
+ * A call that may block in the kernel is bracketed by these: while it
+ * blocks, sysmon hands the G's P to another M after ~20 us, so the other
+ * Gs keep running. Between the two calls the caller must not use any
+ * other runtime function. The fast path (the call returns at once) is
+ * one atomic store and one CAS. Neither changes errno. */
+void gmp_entersyscall(void);
+void gmp_exitsyscall(void);
+
 /* ---- parking ------------------------------------------------------------ */
 
 /* Park the current G on addr. validate(arg) runs with the address's queue

@@ -218,6 +218,7 @@ static void test_spin(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     test_barrier();
     test_once();
     test_spin();

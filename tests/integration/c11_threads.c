@@ -306,6 +306,7 @@ static void test_misc(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     test_misc();
     test_mutexes();
     test_cnd();

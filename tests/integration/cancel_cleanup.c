@@ -176,6 +176,7 @@ static void *async_victim(void *arg)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     CHECK(pthread_key_create(&key, tsd_dtor) == 0, "key_create");
     CHECK(sem_init(&never_sem, 0, 0) == 0 && sem_init(&forever_sem, 0, 0) == 0, "sem_init");
     CHECK(pipe(never_pipe) == 0, "pipe");

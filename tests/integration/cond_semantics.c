@@ -398,6 +398,7 @@ static void test_broadcast_signal(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     test_timed();
     test_signalled_timedwait();
     test_broadcast_signal();

@@ -82,6 +82,7 @@ static void main_tsd_dtor(void *v)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     pthread_attr_t det;
     pthread_key_t key;
 

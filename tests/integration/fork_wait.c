@@ -105,6 +105,7 @@ static void *forking_thread(void *arg)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     pthread_t w[4];
     for (int i = 0; i < 4; i++)
         CHECK(pthread_create(&w[i], NULL, worker, NULL) == 0, "create");

@@ -446,6 +446,7 @@ static void test_names(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     test_join();
     test_detached();
     test_equal();

@@ -225,6 +225,7 @@ static void *worker(void *arg)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     pthread_t th[NTHREADS];
     for (int i = 0; i < NTHREADS; i++)
         CHECK(pthread_mutex_init(&mbox[i].mu, NULL) == 0, "mutex_init");

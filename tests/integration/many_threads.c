@@ -61,6 +61,7 @@ static double now(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     pthread_t *th = calloc(NTHREADS, sizeof *th);
     CHECK(th != NULL, "calloc");
     double t0 = now();

@@ -73,6 +73,7 @@ static int cmp_uptr(const void *a, const void *b)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     static pthread_t th[NTHREADS];
     pthread_attr_t attr;
     CHECK(pthread_attr_init(&attr) == 0, "attr_init");

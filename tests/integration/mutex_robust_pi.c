@@ -217,6 +217,7 @@ static void test_pi(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     test_robust();
     test_pi();
     printf("done\n");

@@ -416,6 +416,7 @@ static void test_timed(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     pthread_mutexattr_t a;
     int type = -1;
 

@@ -236,6 +236,7 @@ static void test_poll(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     test_pingpong();
     test_bulk();
     test_socketpair();

@@ -77,6 +77,12 @@ describe_rc() {
   echo "exit $rc"
 }
 
+show_stdout() {
+  [ -s "$1" ] || return 0
+  echo "  --- stdout (last 20 lines) ---"
+  tail -n 20 "$1" | sed 's/^/  | /'
+}
+
 show_stderr() {
   local f=$1 n
   n=$(wc -l <"$f")
@@ -100,6 +106,7 @@ run_one() {
   # elapsed time tells that apart from a program exiting 124 by itself.
   if { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && [ $(( (end - start) / 1000000 )) -ge $(( tmo * 1000 - 100 )) ]; then
     echo "FAIL $label: timed out after $tmo s"
+    show_stdout "$out"
     show_stderr "$err"
     failures=$((failures + 1))
     return
@@ -108,10 +115,7 @@ run_one() {
   if [ "$mode" = selfcheck ] || { [ "$label" = native ]; }; then
     if [ "$rc" -ne 0 ]; then
       echo "FAIL $label: $(describe_rc "$rc")"
-      if [ -s "$out" ]; then
-        echo "  --- stdout (last 20 lines) ---"
-        tail -n 20 "$out" | sed 's/^/  | /'
-      fi
+      show_stdout "$out"
       show_stderr "$err"
       failures=$((failures + 1))
       # A broken native run still serves as the reference, so that preload

@@ -177,13 +177,13 @@ static int helper_do(struct helper *h, int op)
 }
 
 /* Request an operation that is expected to block; return once it has started
- * and had 50 ms to block. */
+ * and had 100 ms to block. */
 static void helper_begin(struct helper *h, int op)
 {
     helper_submit(h, op);
     while (atomic_load(&h->started_seq) < h->pending)
         usleep(500);
-    usleep(50000);
+    usleep(100000);
 }
 
 static void helper_stop(struct helper *h)
@@ -428,6 +428,7 @@ static void test_kinds(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     test_read_concurrency();
     test_exclusion();
     test_codes();

@@ -290,6 +290,7 @@ static void test_stress(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     test_basic();
     test_wakeups();
     test_stress();

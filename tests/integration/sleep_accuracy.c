@@ -195,6 +195,7 @@ static void *thread_suite(void *arg)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     pthread_t t[2];
     static char names[2][16];
     for (int i = 0; i < 2; i++) {

@@ -95,6 +95,7 @@ static void *sleeper(void *arg)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     static pthread_t th[NTHREADS];
     pthread_attr_t a;
     CHECK(pthread_attr_init(&a) == 0, "attr_init");

@@ -206,6 +206,7 @@ static void *worker(void *arg)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     /* The main thread's own values must survive everything below. */
     errno = 4711;
     prog_tls = -1;

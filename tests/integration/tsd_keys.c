@@ -176,6 +176,7 @@ static void *del_worker(void *arg)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     pthread_t th[NTHREADS];
     my_id = 1000;
 

@@ -85,6 +85,7 @@ static void phase(int every)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress survives a crash or timeout */
     phase(1);
     phase(64);
     printf("every thread made progress\n");

@@ -1,0 +1,171 @@
+/*
+ * Calls that may block in the kernel, bracketed by entersyscall /
+ * exitsyscall so that sysmon hands the P to another M while the calling
+ * M is blocked (DESIGN.md non-negotiable 1). This covers files, pipes,
+ * sockets, child processes and file locks. The network poller (which
+ * parks the G instead of blocking the M on sockets and pipes) refines the
+ * socket and pipe cases; until then they take this path too.
+ *
+ * glibc's fortified variants (__read_chk, __open_2, ...) are separate
+ * exported symbols that -D_FORTIFY_SOURCE programs call instead of the
+ * plain ones, so they are wrapped as well.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dlfcn.h>
+
+#include "preload/preload.h"
+
+/* The next definition of the function being defined, resolved on first
+ * use (two Gs racing here store the same value). */
+#define NEXT(name)                                                          \
+  ({                                                                        \
+    static __typeof__(name) *next_;                                         \
+    __typeof__(name) *p_ = __atomic_load_n(&next_, __ATOMIC_RELAXED);       \
+    if (!p_) {                                                              \
+      p_ = (__typeof__(name) *)dlsym(RTLD_NEXT, #name);                     \
+      if (!p_)                                                              \
+        gmp_fatal("cannot resolve %s", #name);                              \
+      __atomic_store_n(&next_, p_, __ATOMIC_RELAXED);                       \
+    }                                                                       \
+    p_;                                                                     \
+  })
+#define COMMA_ ,
+
+/* Define name(params) as: real call inside entersyscall/exitsyscall when
+ * called from a G, straight through otherwise. errno is the call's. */
+#define BLOCKING(ret, name, params, args)                                   \
+  GMP_EXPORT ret name params                                                \
+  {                                                                         \
+    if (!gmp_self())                                                        \
+      return NEXT(name) args;                                               \
+    gmp_entersyscall();                                                     \
+    ret r_ = NEXT(name) args;                                               \
+    int e_ = errno;                                                         \
+    gmp_exitsyscall();                                                      \
+    errno = e_;                                                             \
+    return r_;                                                              \
+  }
+
+BLOCKING(ssize_t, read, (int fd, void *b, size_t n), (fd, b, n))
+BLOCKING(ssize_t, write, (int fd, const void *b, size_t n), (fd, b, n))
+BLOCKING(ssize_t, readv, (int fd, const struct iovec *v, int n), (fd, v, n))
+BLOCKING(ssize_t, writev, (int fd, const struct iovec *v, int n), (fd, v, n))
+BLOCKING(ssize_t, pread, (int fd, void *b, size_t n, off_t o), (fd, b, n, o))
+BLOCKING(ssize_t, pwrite, (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))
+BLOCKING(ssize_t, pread64, (int fd, void *b, size_t n, off64_t o), (fd, b, n, o))
+BLOCKING(ssize_t, pwrite64, (int fd, const void *b, size_t n, off64_t o), (fd, b, n, o))
+BLOCKING(ssize_t, recv, (int fd, void *b, size_t n, int f), (fd, b, n, f))
+BLOCKING(ssize_t, send, (int fd, const void *b, size_t n, int f), (fd, b, n, f))
+BLOCKING(ssize_t, recvfrom, (int fd, void *b, size_t n, int f, struct sockaddr *a, socklen_t *l),
+         (fd, b, n, f, a, l))
+BLOCKING(ssize_t, sendto, (int fd, const void *b, size_t n, int f, const struct sockaddr *a,
+                           socklen_t l), (fd, b, n, f, a, l))
+BLOCKING(ssize_t, recvmsg, (int fd, struct msghdr *m, int f), (fd, m, f))
+BLOCKING(ssize_t, sendmsg, (int fd, const struct msghdr *m, int f), (fd, m, f))
+BLOCKING(int, accept, (int fd, struct sockaddr *a, socklen_t *l), (fd, a, l))
+BLOCKING(int, accept4, (int fd, struct sockaddr *a, socklen_t *l, int f), (fd, a, l, f))
+BLOCKING(int, connect, (int fd, const struct sockaddr *a, socklen_t l), (fd, a, l))
+BLOCKING(int, poll, (struct pollfd *f, nfds_t n, int t), (f, n, t))
+BLOCKING(int, ppoll, (struct pollfd *f, nfds_t n, const struct timespec *t, const sigset_t *s),
+         (f, n, t, s))
+BLOCKING(int, select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t),
+         (n, r, w, e, t))
+BLOCKING(int, pselect, (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t,
+                        const sigset_t *s), (n, r, w, e, t, s))
+BLOCKING(int, epoll_wait, (int fd, struct epoll_event *e, int n, int t), (fd, e, n, t))
+BLOCKING(int, epoll_pwait, (int fd, struct epoll_event *e, int n, int t, const sigset_t *s),
+         (fd, e, n, t, s))
+BLOCKING(int, close, (int fd), (fd))
+BLOCKING(int, fsync, (int fd), (fd))
+BLOCKING(int, fdatasync, (int fd), (fd))
+BLOCKING(int, flock, (int fd, int op), (fd, op))
+BLOCKING(pid_t, waitpid, (pid_t p, int *s, int o), (p, s, o))
+BLOCKING(pid_t, wait, (int *s), (s))
+BLOCKING(pid_t, wait4, (pid_t p, int *s, int o, struct rusage *r), (p, s, o, r))
+BLOCKING(int, waitid, (idtype_t t, id_t i, siginfo_t *s, int o), (t, i, s, o))
+BLOCKING(int, creat, (const char *p, mode_t m), (p, m))
+BLOCKING(int, tcdrain, (int fd), (fd))
+BLOCKING(int, sigwait, (const sigset_t *s, int *sig), (s, sig))
+BLOCKING(int, sigwaitinfo, (const sigset_t *s, siginfo_t *i), (s, i))
+BLOCKING(int, sigtimedwait, (const sigset_t *s, siginfo_t *i, const struct timespec *t),
+         (s, i, t))
+BLOCKING(int, pause, (void), ())
+BLOCKING(int, sigsuspend, (const sigset_t *s), (s))
+/* fortified variants */
+BLOCKING(ssize_t, __read_chk, (int fd, void *b, size_t n, size_t bl), (fd, b, n, bl))
+BLOCKING(ssize_t, __pread_chk, (int fd, void *b, size_t n, off_t o, size_t bl),
+         (fd, b, n, o, bl))
+BLOCKING(ssize_t, __pread64_chk, (int fd, void *b, size_t n, off64_t o, size_t bl),
+         (fd, b, n, o, bl))
+BLOCKING(ssize_t, __recv_chk, (int fd, void *b, size_t n, size_t bl, int f),
+         (fd, b, n, bl, f))
+BLOCKING(ssize_t, __recvfrom_chk, (int fd, void *b, size_t n, size_t bl, int f,
+                                   struct sockaddr *a, socklen_t *l), (fd, b, n, bl, f, a, l))
+BLOCKING(int, __poll_chk, (struct pollfd *f, nfds_t n, int t, size_t fl), (f, n, t, fl))
+BLOCKING(int, __ppoll_chk, (struct pollfd *f, nfds_t n, const struct timespec *t,
+                            const sigset_t *s, size_t fl), (f, n, t, s, fl))
+BLOCKING(int, __open_2, (const char *p, int f), (p, f))
+BLOCKING(int, __open64_2, (const char *p, int f), (p, f))
+BLOCKING(int, __openat_2, (int d, const char *p, int f), (d, p, f))
+BLOCKING(int, __openat64_2, (int d, const char *p, int f), (d, p, f))
+
+/* open(2) of a FIFO blocks until the other end opens: the mode argument
+ * exists only with O_CREAT or O_TMPFILE. */
+static mode_t open_mode(int flags, va_list ap)
+{
+  return (flags & O_CREAT) || (flags & __O_TMPFILE) == __O_TMPFILE ? va_arg(ap, mode_t) : 0;
+}
+
+#define OPEN_LIKE(name, pre, prearg)                                        \
+  GMP_EXPORT int name(pre const char *path, int flags, ...)                 \
+  {                                                                         \
+    va_list ap;                                                             \
+    va_start(ap, flags);                                                    \
+    mode_t mode = open_mode(flags, ap);                                     \
+    va_end(ap);                                                             \
+    if (!gmp_self())                                                        \
+      return NEXT(name)(prearg path, flags, mode);                          \
+    gmp_entersyscall();                                                     \
+    int r = NEXT(name)(prearg path, flags, mode);                           \
+    int e = errno;                                                          \
+    gmp_exitsyscall();                                                      \
+    errno = e;                                                              \
+    return r;                                                               \
+  }
+
+#define NOTHING
+OPEN_LIKE(open, NOTHING, NOTHING)
+OPEN_LIKE(open64, NOTHING, NOTHING)
+OPEN_LIKE(openat, int dirfd COMMA_, dirfd COMMA_)
+OPEN_LIKE(openat64, int dirfd COMMA_, dirfd COMMA_)
+
+/* fcntl blocks only for F_SETLKW / F_OFD_SETLKW; the argument is an int
+ * or a pointer, both passed in a register as a long. */
+GMP_EXPORT int fcntl(int fd, int cmd, ...)
+{
+  va_list ap;
+  va_start(ap, cmd);
+  long arg = va_arg(ap, long);
+  va_end(ap);
+  if (!gmp_self() || (cmd != F_SETLKW && cmd != F_OFD_SETLKW))
+    return NEXT(fcntl)(fd, cmd, arg);
+  gmp_entersyscall();
+  int r = NEXT(fcntl)(fd, cmd, arg);
+  int e = errno;
+  gmp_exitsyscall();
+  errno = e;
+  return r;
+}
+
+GMP_EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
