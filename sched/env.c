@@ -69,54 +69,85 @@ const char *gmp_parse_size(const char *s, size_t lo, size_t hi, size_t *out)
 /* cgroup v2: "max 100000" or "<quota> <period>"; v1: two files. The
  * quota rounds up: 1.5 CPUs of quota still get 2 Ps (automaxprocs rounds
  * down; Go 1.25 rounds up: a P is cheap, starving a half CPU is not). */
+static bool read_quota_v2(const char *path, long long *quota, long long *period)
+{
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return false;
+  char q[32];
+  bool ok = fscanf(f, "%31s %lld", q, period) == 2;
+  fclose(f);
+  *quota = ok && strcmp(q, "max") != 0 ? atoll(q) : -1;
+  return ok;
+}
+
+static long long read_ll(const char *path)
+{
+  FILE *f = fopen(path, "re");
+  long long v = -1;
+  if (f) {
+    if (fscanf(f, "%lld", &v) != 1)
+      v = -1;
+    fclose(f);
+  }
+  return v;
+}
+
+/* The CPU quota of our cgroup, in CPUs rounded up, or 0 if none. v2
+ * (unified: "0::/path", file cpu.max = "<quota|max> <period>") is tried
+ * first; on v1 and hybrid hierarchies the cpu controller's own line
+ * ("N:cpu,cpuacct:/path") gives the path of cpu.cfs_quota_us. The quota
+ * rounds up: 1.5 CPUs of quota still get 2 Ps. */
 static int cgroup_limit(void)
 {
-  char buf[256], path[512];
+  char buf[512], path[768], v2rel[256] = "", v1rel[256] = "";
+  bool has_v2 = false, has_v1 = false;
   FILE *f = fopen("/proc/self/cgroup", "re");
   if (!f)
     return 0;
-  char rel[256] = "";
-  bool v2 = false;
   while (fgets(buf, sizeof buf, f)) {
-    if (strncmp(buf, "0::", 3) == 0) {
-      v2 = true;
-      snprintf(rel, sizeof rel, "%s", buf + 3);
+    buf[strcspn(buf, "\n")] = 0;
+    char *c1 = strchr(buf, ':');
+    char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2)
+      continue;
+    *c2 = 0;
+    const char *ctrls = c1 + 1, *rel = c2 + 1;
+    if (strncmp(buf, "0", 1) == 0 && *ctrls == 0) {
+      has_v2 = true;
+      snprintf(v2rel, sizeof v2rel, "%s", rel);
+    } else {
+      char list[128];
+      snprintf(list, sizeof list, ",%s,", ctrls);
+      if (strstr(list, ",cpu,")) {
+        has_v1 = true;
+        snprintf(v1rel, sizeof v1rel, "%s", rel);
+      }
     }
   }
   fclose(f);
-  rel[strcspn(rel, "\n")] = 0;
   long long quota = -1, period = 0;
-  if (v2) {
-    snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", rel);
-    f = fopen(path, "re");
-    if (!f) {
-      f = fopen("/sys/fs/cgroup/cpu.max", "re");
-    }
-    if (f) {
-      char q[32];
-      if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0)
-        quota = atoll(q);
-      fclose(f);
-    }
-  } else {
-    f = fopen("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "re");
-    if (!f)
-      f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "re");
-    if (f) {
-      if (fscanf(f, "%lld", &quota) != 1)
-        quota = -1;
-      fclose(f);
-    }
-    f = fopen("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "re");
-    if (!f)
-      f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "re");
-    if (f) {
-      if (fscanf(f, "%lld", &period) != 1)
-        period = 0;
-      fclose(f);
+  bool found = false;
+  if (has_v2) {
+    snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", v2rel);
+    found = read_quota_v2(path, &quota, &period);
+  }
+  if (!found && has_v1) {
+    static const char *roots[] = {"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"};
+    for (size_t i = 0; i < 2 && !found; i++) {
+      for (int pass = 0; pass < 2 && !found; pass++) {
+        const char *rel = pass == 0 ? v1rel : "";
+        snprintf(path, sizeof path, "%s%s/cpu.cfs_quota_us", roots[i], rel);
+        quota = read_ll(path);
+        if (quota == -1 && access(path, R_OK) != 0)
+          continue;
+        snprintf(path, sizeof path, "%s%s/cpu.cfs_period_us", roots[i], rel);
+        period = read_ll(path);
+        found = true;
+      }
     }
   }
-  if (quota <= 0 || period <= 0)
+  if (!found || quota <= 0 || period <= 0)
     return 0;
   long long n = (quota + period - 1) / period;
   return n < 1 ? 1 : (int)(n > INT_MAX ? INT_MAX : n);
@@ -138,12 +169,19 @@ int gmp_default_procs(void)
   return n < 1 ? 1 : n;
 }
 
+/* What NPTL's __pthread_initialize_minimal does: RLIMIT_STACK, 2 MiB
+ * (ARCH_STACK_DEFAULT_SIZE) when unlimited, at least PTHREAD_STACK_MIN,
+ * rounded up to a page. */
 size_t gmp_default_stack(void)
 {
   struct rlimit rl;
-  size_t sz = 8u << 20;
-  if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-      rl.rlim_cur >= 16384)
+  size_t sz = 2u << 20;
+  if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
     sz = (size_t)rl.rlim_cur;
+  if (sz < 16384)
+    sz = 16384;
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps > 0)
+    sz = (sz + (size_t)ps - 1) & ~((size_t)ps - 1);
   return sz;
 }

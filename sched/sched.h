@@ -135,7 +135,7 @@ const char *gmp_parse_size(const char *s, size_t lo, size_t hi, size_t *out);
 /* Default number of Ps: CPUs in the affinity mask, lowered to the cgroup
  * CPU quota (v2 cpu.max, v1 cfs_quota_us/cfs_period_us), at least 1. */
 int gmp_default_procs(void);
-/* NPTL's default stack size: RLIMIT_STACK, or 8 MiB when unlimited. */
+/* NPTL's default stack size: RLIMIT_STACK (2 MiB when unlimited, 16 KiB minimum). */
 size_t gmp_default_stack(void);
 
 #endif

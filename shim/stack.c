@@ -69,6 +69,7 @@ int gmp_stack_alloc(struct gmp_stack *s, size_t size, size_t guard)
 {
   size = round_page(size);
   guard = round_page(guard);
+  size_t req_guard = guard; /* what gets mapped, even if the guard budget is spent */
   s->user = false;
   if (guard) {
     if (atomic_fetch_add(&guarded_now, 1) >= guard_limit) {
@@ -76,7 +77,9 @@ int gmp_stack_alloc(struct gmp_stack *s, size_t size, size_t guard)
       guard = 0;
     }
   }
-  char *m = map_anon(size + guard);
+  if (!guard)
+    req_guard = 0;
+  char *m = map_anon(size + req_guard);
   if (!m) {
     if (guard)
       atomic_fetch_sub(&guarded_now, 1);
@@ -87,12 +90,9 @@ int gmp_stack_alloc(struct gmp_stack *s, size_t size, size_t guard)
     atomic_fetch_sub(&guarded_now, 1);
     guard = 0;
   }
+  /* If the guard could not be made, its page stays ordinary stack. */
   s->map = m;
-  s->maplen = size + (guard ? guard : 0);
-  if (!guard && s->maplen != size) {
-    /* the guard region became ordinary stack: use it all */
-    size = s->maplen;
-  }
+  s->maplen = size + round_page(req_guard);
   s->guard = guard;
   s->lo = m + guard;
   s->hi = m + s->maplen;
