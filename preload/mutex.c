@@ -1,23 +1,30 @@
 /*
  * pthread_mutex_* on the parking lot.
  *
- * The object stays the program's 40-byte pthread_mutex_t, laid out as
- * glibc lays it out, so statically initialised mutexes
+ * The object stays the program's 40-byte pthread_mutex_t, with glibc's
+ * field positions where they matter, so statically initialised mutexes
  * (PTHREAD_MUTEX_INITIALIZER, PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP, ...)
  * work unchanged:
- *   __lock   0 free, 1 locked, 2 locked with (maybe) parked waiters
- *   __count  recursion depth (recursive mutexes)
- *   __owner  the owner's tid (each G has a unique one)
- *   __nusers lock holders, for pthread_mutex_destroy's EBUSY
- *   __kind   glibc's kind word: type in the low bits, flags above.
- * The lock word follows the futex mutex design (Drepper, "Futexes are
- * tricky"), with park/unpark on the word's address instead of the futex
- * syscall: uncontended lock and unlock are one atomic each and never
- * leave user space.
+ *   state  @0   LOCKED (1) | WOKEN (2) | waiters << 3
+ *   count  @4   recursion depth (recursive mutexes)
+ *   owner  @8   the owner's tid (each G has a unique one)
+ *   nusers @12  lock holders, for pthread_mutex_destroy's EBUSY
+ *   kind   @16  glibc's kind word: type in the low bits, flags above
+ *   sema   @24  wake-up tokens (glibc's __list, unused by these kinds)
+ *
+ * The algorithm is Go's sync.Mutex (normal mode) on a token semaphore:
+ * uncontended lock and unlock are one atomic each. A contended locker
+ * spins briefly while another P may release the lock, then counts itself
+ * in `waiters` and takes a token from `sema` (parking until there is
+ * one). Unlock hands out a token only when there are waiters and nobody
+ * is already awake to take the lock (WOKEN): one waiter in flight at a
+ * time, instead of every unlock waking a G that then finds the lock taken
+ * again. The woken G competes with running ones (barging, as glibc's
+ * mutex allows), which keeps throughput high under contention.
  *
  * Robust, priority-inheritance, priority-protect and process-shared
  * mutexes must work across processes or with the kernel's help: they are
- * left entirely to glibc (blocking the M; the syscall hand-off will cover
+ * left entirely to glibc (blocking the M; the syscall hand-off covers
  * that wait), identified by their kind bits.
  */
 #define _GNU_SOURCE
@@ -29,19 +36,59 @@
 #define KIND_TYPE_MASK 0x3
 #define KIND_NATIVE_MASK (16 | 32 | 64 | 128) /* robust, PI, PP, pshared */
 
+#define M_LOCKED 1u
+#define M_WOKEN 2u
+#define M_WAITER 8u /* one waiter in the count above the flag bits */
+
 struct gmutex {
-  _Atomic uint32_t lock;
+  _Atomic uint32_t state;
   uint32_t count;
   int owner;
   uint32_t nusers;
   int kind;
+  uint32_t pad;
+  _Atomic uint32_t sema;
 };
 
 _Static_assert(sizeof(struct gmutex) <= sizeof(pthread_mutex_t), "mutex layout");
+_Static_assert(__builtin_offsetof(struct gmutex, kind) == 16, "mutex layout");
 
 static inline bool native_kind(const struct gmutex *m)
 {
   return (__atomic_load_n(&m->kind, __ATOMIC_RELAXED) & KIND_NATIVE_MASK) != 0;
+}
+
+/* ---- the token semaphore (Go's semacquire/semrelease) ------------------ */
+
+static bool sema_try(_Atomic uint32_t *s)
+{
+  uint32_t v = atomic_load_explicit(s, memory_order_relaxed);
+  while (v > 0)
+    if (atomic_compare_exchange_weak(s, &v, v - 1))
+      return true;
+  return false;
+}
+
+static bool sema_empty(void *arg)
+{
+  return atomic_load((_Atomic uint32_t *)arg) == 0;
+}
+
+static int sema_acquire(_Atomic uint32_t *s, int64_t deadline)
+{
+  for (;;) {
+    if (sema_try(s))
+      return GMP_PARK_WOKEN;
+    int r = gmp_park_on(s, sema_empty, s, deadline, GMP_WAIT_MUTEX);
+    if (r == GMP_PARK_TIMEDOUT)
+      return sema_try(s) ? GMP_PARK_WOKEN : GMP_PARK_TIMEDOUT;
+  }
+}
+
+static void sema_release(_Atomic uint32_t *s)
+{
+  atomic_fetch_add(s, 1);
+  gmp_unpark_one(s);
 }
 
 GMP_EXPORT int pthread_mutex_init(pthread_mutex_t *mx, const pthread_mutexattr_t *attr)
@@ -70,15 +117,10 @@ GMP_EXPORT int pthread_mutex_destroy(pthread_mutex_t *mx)
   struct gmutex *m = (struct gmutex *)mx;
   if (!gmp_running || native_kind(m))
     return REAL(pthread_mutex_destroy)(mx);
-  if (m->nusers != 0 || atomic_load(&m->lock) != 0)
+  if (m->nusers != 0 || (atomic_load(&m->state) & M_LOCKED))
     return EBUSY;
   m->kind = -1; /* as glibc: later use is caught (EINVAL from glibc) */
   return 0;
-}
-
-static bool still_contended(void *arg)
-{
-  return atomic_load((_Atomic uint32_t *)arg) == 2;
 }
 
 static inline void got_it(struct gmutex *m, int tid)
@@ -86,6 +128,60 @@ static inline void got_it(struct gmutex *m, int tid)
   m->owner = tid;
   m->count = 1;
   m->nusers++;
+}
+
+/* Contended path. deadline: GMP_NO_DEADLINE or a monotonic time. */
+static int lock_slow(struct gmutex *m, int64_t deadline)
+{
+  bool awoke = false, counted = false;
+  int iter = 0;
+  uint32_t old = atomic_load_explicit(&m->state, memory_order_relaxed);
+  for (;;) {
+    /* Spin a little while the lock is held, if it can be released by a
+     * G on another P meanwhile; announce ourselves as awake so that the
+     * unlocker does not wake a parked waiter too. */
+    if ((old & M_LOCKED) && iter < 4 && gmp_procs() > 1) {
+      if (!awoke && !(old & M_WOKEN) && (old >> 3) != 0 &&
+          atomic_compare_exchange_weak(&m->state, &old, old | M_WOKEN))
+        awoke = true;
+      for (int i = 0; i < 30; i++)
+        __builtin_ia32_pause();
+      iter++;
+      old = atomic_load_explicit(&m->state, memory_order_relaxed);
+      continue;
+    }
+    uint32_t nw = old;
+    if (awoke)
+      nw &= ~M_WOKEN;
+    if (!(old & M_LOCKED)) {
+      nw |= M_LOCKED;
+      if (counted)
+        nw -= M_WAITER;
+      if (atomic_compare_exchange_weak_explicit(&m->state, &old, nw, memory_order_acquire,
+                                                memory_order_relaxed))
+        return 0;
+      continue;
+    }
+    if (!counted)
+      nw += M_WAITER;
+    if (!atomic_compare_exchange_weak(&m->state, &old, nw))
+      continue;
+    counted = true;
+    if (sema_acquire(&m->sema, deadline) == GMP_PARK_TIMEDOUT) {
+      old = atomic_load(&m->state);
+      for (;;) {
+        if (!(old & M_LOCKED)) {
+          if (atomic_compare_exchange_weak(&m->state, &old, (old | M_LOCKED) - M_WAITER))
+            return 0;
+        } else if (atomic_compare_exchange_weak(&m->state, &old, old - M_WAITER)) {
+          return ETIMEDOUT;
+        }
+      }
+    }
+    awoke = true;
+    iter = 0;
+    old = atomic_load_explicit(&m->state, memory_order_relaxed);
+  }
 }
 
 /* deadline: GMP_NO_DEADLINE, GMP_TRY, or a monotonic time. abs is only
@@ -101,42 +197,30 @@ static int mutex_lock(struct gmutex *m, struct g *self, int64_t deadline, bool a
     return 0;
   }
   uint32_t c = 0;
-  if (atomic_compare_exchange_strong_explicit(&m->lock, &c, 1, memory_order_acquire,
+  if (atomic_compare_exchange_strong_explicit(&m->state, &c, M_LOCKED, memory_order_acquire,
                                               memory_order_relaxed)) {
     got_it(m, tid);
     return 0;
   }
   if (type == PTHREAD_MUTEX_ERRORCHECK && m->owner == tid)
     return EDEADLK;
-  if (deadline == GMP_TRY)
-    return EBUSY;
-  if (!abs_ok)
-    return EINVAL;
-  if (gmp_procs() > 1) {
-    for (int i = 0; i < GMP_SPIN_TRIES; i++) {
-      c = 0;
-      if (atomic_load_explicit(&m->lock, memory_order_relaxed) == 0 &&
-          atomic_compare_exchange_weak_explicit(&m->lock, &c, 1, memory_order_acquire,
-                                                memory_order_relaxed)) {
+  if (deadline == GMP_TRY) {
+    /* a free lock with stale flag bits (WOKEN, waiters) is still free */
+    while (!(c & M_LOCKED)) {
+      if (atomic_compare_exchange_weak_explicit(&m->state, &c, c | M_LOCKED,
+                                                memory_order_acquire, memory_order_relaxed)) {
         got_it(m, tid);
         return 0;
       }
-      __builtin_ia32_pause();
     }
+    return EBUSY;
   }
-  /* Once we have waited, take it as contended (2): we cannot know whether
-   * other waiters remain, and a spurious unpark is cheap. */
-  while (atomic_exchange_explicit(&m->lock, 2, memory_order_acquire) != 0) {
-    int r = gmp_park_on(&m->lock, still_contended, &m->lock, deadline, GMP_WAIT_MUTEX);
-    if (r == GMP_PARK_TIMEDOUT) {
-      c = 0;
-      if (atomic_compare_exchange_strong(&m->lock, &c, 2))
-        break;
-      return ETIMEDOUT;
-    }
-  }
-  got_it(m, tid);
-  return 0;
+  if (!abs_ok)
+    return EINVAL;
+  int r = lock_slow(m, deadline);
+  if (r == 0)
+    got_it(m, tid);
+  return r;
 }
 
 int gmp_mutex_lock(pthread_mutex_t *mx)
@@ -199,15 +283,22 @@ int gmp_mutex_unlock(pthread_mutex_t *mx)
     return REAL(pthread_mutex_unlock)(mx);
   int type = m->kind & KIND_TYPE_MASK;
   if (type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK) {
-    if (m->owner != gmp_g_tid(self) || atomic_load(&m->lock) == 0)
+    if (m->owner != gmp_g_tid(self) || !(atomic_load(&m->state) & M_LOCKED))
       return EPERM;
     if (type == PTHREAD_MUTEX_RECURSIVE && --m->count > 0)
       return 0;
   }
   m->owner = 0;
   m->nusers--;
-  if (atomic_exchange_explicit(&m->lock, 0, memory_order_release) == 2)
-    gmp_unpark_one(&m->lock);
+  uint32_t old = atomic_fetch_sub_explicit(&m->state, M_LOCKED, memory_order_release) - M_LOCKED;
+  /* Wake one waiter only if there are some, the lock was not re-taken,
+   * and nobody is already awake to take it. */
+  while ((old >> 3) != 0 && !(old & (M_LOCKED | M_WOKEN))) {
+    if (atomic_compare_exchange_weak(&m->state, &old, old | M_WOKEN)) {
+      sema_release(&m->sema);
+      break;
+    }
+  }
   return 0;
 }
 

@@ -54,6 +54,6 @@ static inline bool abs_to_deadline(clockid_t clk, const struct timespec *abs, in
 }
 
 /* Spinning before parking pays only when the holder runs on another P. */
-#define GMP_SPIN_TRIES 100
+#define GMP_SPIN_TRIES 0
 
 #endif

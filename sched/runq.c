@@ -110,6 +110,15 @@ static uint32_t runq_grab(struct runq *src, struct runq *dst, uint32_t dst_tail,
     if (n == 0) {
       if (steal_next) {
         struct g *nx = LD(src->next, relaxed);
+        if (nx) {
+          /* The owner is probably about to run it (it just readied it and
+           * is switching out): give it ~3 us before taking it, or a
+           * create+join or ping-pong pair is split across CPUs and pays a
+           * cross-CPU wake-up per round trip (Go's runqgrab does this). */
+          for (int i = 0; i < 300 && LD(src->next, relaxed) == nx; i++)
+            __builtin_ia32_pause();
+          nx = LD(src->next, relaxed);
+        }
         if (nx && atomic_compare_exchange_strong_explicit(
                       &src->next, &nx, NULL, memory_order_acq_rel,
                       memory_order_relaxed)) {

@@ -180,7 +180,8 @@ struct g {
   /* Thread-specific data (pthread_key_*), second level allocated lazily. */
   struct tsd_slot tsd0[GMP_TSD_L1];
   struct tsd_slot *tsd[GMP_TSD_L1];
-  bool tsd_used;
+  bool tsd_used;           /* a value may be set: destructors to run */
+  bool tsd_dirty;          /* slots to clear before reuse */
 
   char name[GMP_MAX_NAME];
   /* Scheduling attributes are recorded and reported, not enforced: all

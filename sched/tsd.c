@@ -87,6 +87,7 @@ int gmp_setspecific(unsigned key, const void *v)
   s->seq = seq;
   s->data = (void *)v;
   g->tsd_used = true;
+  g->tsd_dirty = true;
   return 0;
 }
 
@@ -114,6 +115,11 @@ void gmp_tsd_run_destructors(struct g *g)
 
 void gmp_tsd_clear(struct g *g)
 {
+  /* tsd_dirty: set by the first setspecific of the G's life; most
+   * threads never use TSD, and this runs at every thread exit. */
+  if (!g->tsd_dirty)
+    return;
+  g->tsd_dirty = false;
   memset(g->tsd0, 0, sizeof g->tsd0);
   for (int i = 0; i < GMP_TSD_L1; i++) {
     if (g->tsd[i]) {
