@@ -159,7 +159,6 @@ struct g {
   int tid;                 /* unique fake tid (glibc mutex owner id) */
   bool is_main;
   bool is_g0;              /* an M's scheduler context, not a program thread */
-  bool stack_pooled;       /* stack is default-sized: keep it on reuse */
   struct gmp_stack stack;
 
   void *(*fn)(void *);
