@@ -86,7 +86,10 @@ static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mx, int64_t deadline)
   }
   int r = gmp_park_on(&c->seq, seq_unchanged, &w, deadline, GMP_WAIT_COND);
   atomic_fetch_sub(&c->nwaiters, 1);
-  gmp_mutex_lock(mx);
+  /* A robust mutex whose owner died meanwhile: its state is reported. */
+  rc = gmp_mutex_lock(mx);
+  if (rc == EOWNERDEAD || rc == ENOTRECOVERABLE)
+    return rc;
   return r == GMP_PARK_TIMEDOUT ? ETIMEDOUT : 0;
 }
 

@@ -18,6 +18,8 @@
 
 #define GMP_VERSION "0.1.0"
 
+void gmp_mutex_thread_exit(void); /* mutex.c */
+
 static bool truthy(const char *name, const char *v)
 {
   if (!v || !*v || strcmp(v, "0") == 0)
@@ -127,6 +129,7 @@ __attribute__((constructor(101))) static void gmp_init(void)
     gmp_printf_err("libgmp: disabled, running on native threads: %s\n", fail);
     return;
   }
+  gmp_set_exit_hook(gmp_mutex_thread_exit);
   if (c.verbose)
     gmp_printf_err("libgmp %s: on; GMP_MAXPROCS=%d GMP_STACK_SIZE=%zu guardlimit=%ld "
                    "fs-switch=%s glibc=2.36 pid=%d\n", GMP_VERSION, c.maxprocs,

@@ -5,12 +5,13 @@
  * field positions where they matter, so statically initialised mutexes
  * (PTHREAD_MUTEX_INITIALIZER, PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP, ...)
  * work unchanged:
- *   state  @0   LOCKED (1) | WOKEN (2) | waiters << 3
- *   count  @4   recursion depth (recursive mutexes)
+ *   state  @0   LOCKED (1) | WOKEN (2) | DEAD (4) | NOTRECOV (8) | waiters << 4
+ *   count  @4   recursion depth; bit 31: robust mutex inconsistent
  *   owner  @8   the owner's tid (each G has a unique one)
  *   nusers @12  lock holders, for pthread_mutex_destroy's EBUSY
  *   kind   @16  glibc's kind word: type in the low bits, flags above
- *   sema   @24  wake-up tokens (glibc's __list, unused by these kinds)
+ *   sema   @20  wake-up tokens (glibc's __spins/__elision, unused here)
+ *   next/prev @24  robust mutexes: the owning G's list of held ones
  *
  * The algorithm is Go's sync.Mutex (normal mode) on a token semaphore:
  * uncontended lock and unlock are one atomic each. A contended locker
@@ -22,10 +23,17 @@
  * again. The woken G competes with running ones (barging, as glibc's
  * mutex allows), which keeps throughput high under contention.
  *
- * Robust, priority-inheritance, priority-protect and process-shared
- * mutexes must work across processes or with the kernel's help: they are
- * left entirely to glibc (blocking the M; the syscall hand-off covers
- * that wait), identified by their kind bits.
+ * Robust mutexes (EOWNERDEAD when the owner thread ends holding one) are
+ * kept here too: glibc's depend on the kernel walking a robust list
+ * registered per OS thread, and a G's end is no OS thread's exit. Each G
+ * keeps its held robust mutexes in a list (libgmp's __thread data is per
+ * G); at its end they are marked DEAD and released, and the next locker
+ * gets EOWNERDEAD, as with NPTL.
+ * Priority inheritance: all Gs share the Ps with equal priority, so there
+ * is no inversion to fix; a PI mutex is a mutex here (the kernel's PI
+ * futexes key on a real tid, which a G does not have).
+ * Process-shared and priority-protect mutexes are left entirely to glibc
+ * (blocking the M; the syscall hand-off covers that wait).
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
@@ -34,11 +42,17 @@
 #include "preload/preload.h"
 
 #define KIND_TYPE_MASK 0x3
-#define KIND_NATIVE_MASK (16 | 32 | 64 | 128) /* robust, PI, PP, pshared */
+#define KIND_ROBUST 16
+#define KIND_PI 32
+#define KIND_NATIVE_MASK (64 | 128) /* priority-protect, process-shared */
 
 #define M_LOCKED 1u
 #define M_WOKEN 2u
-#define M_WAITER 8u /* one waiter in the count above the flag bits */
+#define M_DEAD 4u      /* robust: released by a G that ended holding it */
+#define M_NOTRECOV 8u  /* robust: unlocked while inconsistent */
+#define M_SHIFT 4
+#define M_WAITER (1u << M_SHIFT) /* one waiter in the count above the flags */
+#define C_INCONSISTENT 0x80000000u
 
 struct gmutex {
   _Atomic uint32_t state;
@@ -46,12 +60,36 @@ struct gmutex {
   int owner;
   uint32_t nusers;
   int kind;
-  uint32_t pad;
   _Atomic uint32_t sema;
+  struct gmutex *next, *prev;
 };
 
 _Static_assert(sizeof(struct gmutex) <= sizeof(pthread_mutex_t), "mutex layout");
 _Static_assert(__builtin_offsetof(struct gmutex, kind) == 16, "mutex layout");
+_Static_assert(__builtin_offsetof(struct gmutex, next) == 24, "mutex layout");
+
+/* The robust mutexes the current G holds (per G: libgmp's TLS is). */
+static __thread struct gmutex *robust_held;
+
+static void robust_push(struct gmutex *m)
+{
+  m->prev = NULL;
+  m->next = robust_held;
+  if (robust_held)
+    robust_held->prev = m;
+  robust_held = m;
+}
+
+static void robust_pop(struct gmutex *m)
+{
+  if (m->prev)
+    m->prev->next = m->next;
+  else if (robust_held == m)
+    robust_held = m->next;
+  if (m->next)
+    m->next->prev = m->prev;
+  m->next = m->prev = NULL;
+}
 
 static inline bool native_kind(const struct gmutex *m)
 {
@@ -103,12 +141,12 @@ GMP_EXPORT int pthread_mutex_init(pthread_mutex_t *mx, const pthread_mutexattr_t
     pthread_mutexattr_getrobust(attr, &robust);
     pthread_mutexattr_getprotocol(attr, &proto);
   }
-  if (pshared != PTHREAD_PROCESS_PRIVATE || robust != PTHREAD_MUTEX_STALLED ||
-      proto != PTHREAD_PRIO_NONE)
+  if (pshared != PTHREAD_PROCESS_PRIVATE || proto == PTHREAD_PRIO_PROTECT)
     return REAL(pthread_mutex_init)(mx, attr);
   struct gmutex *m = (struct gmutex *)mx;
   memset(mx, 0, sizeof *mx);
-  m->kind = type;
+  m->kind = type | (robust == PTHREAD_MUTEX_ROBUST ? KIND_ROBUST : 0) |
+            (proto == PTHREAD_PRIO_INHERIT ? KIND_PI : 0);
   return 0;
 }
 
@@ -123,11 +161,36 @@ GMP_EXPORT int pthread_mutex_destroy(pthread_mutex_t *mx)
   return 0;
 }
 
-static inline void got_it(struct gmutex *m, int tid)
+/* The lock is ours. For a robust mutex released by a dead owner, it is
+ * ours but inconsistent: EOWNERDEAD, until pthread_mutex_consistent. */
+static inline int got_it(struct gmutex *m, int tid)
 {
   m->owner = tid;
   m->count = 1;
   m->nusers++;
+  if (!(m->kind & KIND_ROBUST))
+    return 0;
+  robust_push(m);
+  if (atomic_load_explicit(&m->state, memory_order_relaxed) & M_DEAD) {
+    atomic_fetch_and(&m->state, ~M_DEAD);
+    m->count |= C_INCONSISTENT;
+    return EOWNERDEAD;
+  }
+  return 0;
+}
+
+/* A woken waiter of a mutex that became unrecoverable passes the wake-up
+ * on, so that every waiter returns ENOTRECOVERABLE. */
+static int give_up_notrecov(struct gmutex *m, bool counted)
+{
+  uint32_t old = atomic_load(&m->state);
+  if (counted)
+    old = atomic_fetch_sub(&m->state, M_WAITER) - M_WAITER;
+  if ((old >> M_SHIFT) != 0) {
+    atomic_fetch_add(&m->sema, 1);
+    gmp_unpark_one(&m->sema);
+  }
+  return ENOTRECOVERABLE;
 }
 
 /* Contended path. deadline: GMP_NO_DEADLINE or a monotonic time. */
@@ -137,11 +200,13 @@ static int lock_slow(struct gmutex *m, int64_t deadline)
   int iter = 0;
   uint32_t old = atomic_load_explicit(&m->state, memory_order_relaxed);
   for (;;) {
+    if (old & M_NOTRECOV)
+      return give_up_notrecov(m, counted);
     /* Spin a little while the lock is held, if it can be released by a
      * G on another P meanwhile; announce ourselves as awake so that the
      * unlocker does not wake a parked waiter too. */
     if ((old & M_LOCKED) && iter < 4 && gmp_procs() > 1) {
-      if (!awoke && !(old & M_WOKEN) && (old >> 3) != 0 &&
+      if (!awoke && !(old & M_WOKEN) && (old >> M_SHIFT) != 0 &&
           atomic_compare_exchange_weak(&m->state, &old, old | M_WOKEN))
         awoke = true;
       for (int i = 0; i < 30; i++)
@@ -198,20 +263,19 @@ static int mutex_lock(struct gmutex *m, struct g *self, int64_t deadline, bool a
   }
   uint32_t c = 0;
   if (atomic_compare_exchange_strong_explicit(&m->state, &c, M_LOCKED, memory_order_acquire,
-                                              memory_order_relaxed)) {
-    got_it(m, tid);
-    return 0;
-  }
-  if (type == PTHREAD_MUTEX_ERRORCHECK && m->owner == tid)
-    return EDEADLK;
+                                              memory_order_relaxed))
+    return got_it(m, tid);
+  if (c & M_NOTRECOV)
+    return ENOTRECOVERABLE;
+  if ((type == PTHREAD_MUTEX_ERRORCHECK || (m->kind & KIND_ROBUST)) && m->owner == tid &&
+      (c & M_LOCKED))
+    return deadline == GMP_TRY ? EBUSY : EDEADLK;
   if (deadline == GMP_TRY) {
-    /* a free lock with stale flag bits (WOKEN, waiters) is still free */
+    /* a free lock with stale flag bits (WOKEN, DEAD, waiters) is free */
     while (!(c & M_LOCKED)) {
       if (atomic_compare_exchange_weak_explicit(&m->state, &c, c | M_LOCKED,
-                                                memory_order_acquire, memory_order_relaxed)) {
-        got_it(m, tid);
-        return 0;
-      }
+                                                memory_order_acquire, memory_order_relaxed))
+        return got_it(m, tid);
     }
     return EBUSY;
   }
@@ -219,7 +283,7 @@ static int mutex_lock(struct gmutex *m, struct g *self, int64_t deadline, bool a
     return EINVAL;
   int r = lock_slow(m, deadline);
   if (r == 0)
-    got_it(m, tid);
+    return got_it(m, tid);
   return r;
 }
 
@@ -275,6 +339,8 @@ GMP_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *mx, clockid_t clk,
   return timedlock(mx, clk, abs);
 }
 
+static int unlock_held(struct gmutex *m, bool robust);
+
 int gmp_mutex_unlock(pthread_mutex_t *mx)
 {
   struct gmutex *m = (struct gmutex *)mx;
@@ -282,18 +348,34 @@ int gmp_mutex_unlock(pthread_mutex_t *mx)
   if (!self || native_kind(m))
     return REAL(pthread_mutex_unlock)(mx);
   int type = m->kind & KIND_TYPE_MASK;
-  if (type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK) {
+  bool robust = (m->kind & KIND_ROBUST) != 0;
+  if (type == PTHREAD_MUTEX_RECURSIVE || type == PTHREAD_MUTEX_ERRORCHECK || robust) {
     if (m->owner != gmp_g_tid(self) || !(atomic_load(&m->state) & M_LOCKED))
       return EPERM;
-    if (type == PTHREAD_MUTEX_RECURSIVE && --m->count > 0)
+    if (type == PTHREAD_MUTEX_RECURSIVE && (--m->count & ~C_INCONSISTENT) > 0)
       return 0;
+  }
+  return unlock_held(m, robust);
+}
+
+/* Release a held mutex (also used for the robust mutexes of a dead G). */
+static int unlock_held(struct gmutex *m, bool robust)
+{
+  uint32_t extra = 0;
+  if (robust) {
+    robust_pop(m);
+    if (m->count & C_INCONSISTENT)
+      extra = M_NOTRECOV; /* unlocked without pthread_mutex_consistent */
+    m->count = 0;
   }
   m->owner = 0;
   m->nusers--;
+  if (extra)
+    atomic_fetch_or(&m->state, extra);
   uint32_t old = atomic_fetch_sub_explicit(&m->state, M_LOCKED, memory_order_release) - M_LOCKED;
   /* Wake one waiter only if there are some, the lock was not re-taken,
    * and nobody is already awake to take it. */
-  while ((old >> 3) != 0 && !(old & (M_LOCKED | M_WOKEN))) {
+  while ((old >> M_SHIFT) != 0 && !(old & (M_LOCKED | M_WOKEN)) ) {
     if (atomic_compare_exchange_weak(&m->state, &old, old | M_WOKEN)) {
       sema_release(&m->sema);
       break;
@@ -312,7 +394,30 @@ GMP_EXPORT int pthread_mutex_consistent(pthread_mutex_t *mx)
   struct gmutex *m = (struct gmutex *)mx;
   if (!gmp_running || native_kind(m))
     return REAL(pthread_mutex_consistent)(mx);
-  return EINVAL; /* not a robust mutex */
+  if (!(m->kind & KIND_ROBUST) || !(m->count & C_INCONSISTENT))
+    return EINVAL;
+  m->count &= ~C_INCONSISTENT;
+  return 0;
+}
+
+/* Headers redirect the _np name to pthread_mutex_consistent; old
+ * binaries still call the exported pthread_mutex_consistent_np. */
+GMP_EXPORT int gmp_mutex_consistent_np(pthread_mutex_t *mx) __asm__("pthread_mutex_consistent_np");
+GMP_EXPORT int gmp_mutex_consistent_np(pthread_mutex_t *mx)
+{
+  return pthread_mutex_consistent(mx);
+}
+
+/* At the end of a G: release the robust mutexes it still holds, marked
+ * DEAD so that their next owner learns it (EOWNERDEAD). */
+void gmp_mutex_thread_exit(void)
+{
+  struct gmutex *m;
+  while ((m = robust_held)) {
+    atomic_fetch_or(&m->state, M_DEAD);
+    m->count &= ~C_INCONSISTENT;
+    unlock_held(m, true);
+  }
 }
 
 /* ---- spinlocks ----------------------------------------------------------

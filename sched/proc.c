@@ -784,11 +784,17 @@ void gmp_yield(void)
   mcall(g, MREQ_YIELD);
 }
 
+static void (*exit_hook)(void);
+
+void gmp_set_exit_hook(void (*hook)(void)) { exit_hook = hook; }
+
 _Noreturn void gmp_goexit(void *retval)
 {
   struct g *g = gmp_curg_raw();
   g->retval = retval;
   gmp_tsd_run_destructors(g);
+  if (exit_hook)
+    exit_hook();
   gmp_tls_leave();
   /* The last thread to end ends the process with status 0, as NPTL does,
    * and from a thread context, so atexit handlers run in one. */

@@ -67,6 +67,9 @@ struct gmp_gattr {
 /* Start fn(arg) in a new G. Returns 0 or EAGAIN/ENOMEM/EINVAL. */
 int gmp_go(pthread_t *out, void *(*fn)(void *), void *arg, const struct gmp_gattr *a);
 _Noreturn void gmp_goexit(void *retval);
+/* Called in every G as it ends, after its TSD destructors (preload/ uses
+ * it to release the robust mutexes the G still holds). */
+void gmp_set_exit_hook(void (*hook)(void));
 
 /* deadline: GMP_NO_DEADLINE, GMP_TRY (don't wait), or monotonic ns. */
 #define GMP_NO_DEADLINE INT64_MAX

@@ -125,6 +125,7 @@ static void run_case(const char *kind)
     while (!atomic_load(&c->ready))
         usleep(1000);
     usleep(30000);              /* let it block in the cancellation point */
+    printf("-- cancelling a thread blocked in %s\n", kind);
     int r = pthread_cancel(t);
     CHECK(pthread_join(t, &ret) == 0, "join");
     printf("%-12s cancel=%d joined=%s log: %s\n", kind, r, ret == PTHREAD_CANCELED ? "CANCELED" : "not-canceled",
