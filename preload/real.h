@@ -86,6 +86,8 @@
   X(int, sem_clockwait, (sem_t *, clockid_t, const struct timespec *))            \
   X(int, sem_post, (sem_t *))                                                     \
   X(int, sem_getvalue, (sem_t *, int *))                                          \
+  X(int, raise, (int))                                                            \
+  X(void, abort, (void))                                                          \
   X(unsigned, sleep, (unsigned))                                                  \
   X(int, usleep, (useconds_t))                                                    \
   X(int, nanosleep, (const struct timespec *, struct timespec *))                 \

@@ -78,6 +78,7 @@ pthread_t gmp_g_pthread(struct g *g) { return (pthread_t)g->tcb; }
 bool gmp_g_is_main(struct g *g) { return g->is_main; }
 int gmp_g_tid(struct g *g) { return g->tid; }
 int gmp_procs(void) { return gmp_nprocs; }
+int gmp_current_ostid(void) { return gmp_curg_raw()->m->ostid; }
 
 int gmp_g_ostid(struct g *g)
 {

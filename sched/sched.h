@@ -92,6 +92,8 @@ int gmp_g_tid(struct g *g);
 /* The kernel tid of the M running g right now, or 0 if it is not running. */
 int gmp_g_ostid(struct g *g);
 int gmp_procs(void);
+/* The kernel tid of the OS thread running the calling G right now. */
+int gmp_current_ostid(void);
 
 /* ---- blocking system calls -------------------------------------------------
  * A call that may block in the kernel is bracketed by these: while it

@@ -162,5 +162,6 @@ static inline void *gmp_tcb_slot_of(void *tcb)
 }
 /* The tid field glibc uses as mutex owner id and passes to the kernel. */
 int gmp_tls_tid(void *tcb);
+void gmp_tls_set_tid(void *tcb, int tid);
 
 #endif

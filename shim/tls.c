@@ -312,3 +312,8 @@ int gmp_tls_tid(void *tcb)
 {
   return FIELD(tcb, T.off_tid, int);
 }
+
+void gmp_tls_set_tid(void *tcb, int tid)
+{
+  FIELD(tcb, T.off_tid, int) = tid;
+}
