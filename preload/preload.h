@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "preload/real.h"
+#include "sched/lock.h"
 #include "sched/sched.h"
 
 /* Everything in libgmp.so is hidden except the interposed symbols. */

@@ -86,6 +86,7 @@
   X(int, sem_clockwait, (sem_t *, clockid_t, const struct timespec *))            \
   X(int, sem_post, (sem_t *))                                                     \
   X(int, sem_getvalue, (sem_t *, int *))                                          \
+  X(void *, dlopen, (const char *, int))                                          \
   X(int, raise, (int))                                                            \
   X(void, abort, (void))                                                          \
   X(unsigned, sleep, (unsigned))                                                  \

@@ -530,6 +530,9 @@ found:
 
 static gmp_lock box_lock;
 static char *box_cur, *box_end;
+/* Every chunk ever carved, for gmp_for_each_tcb. Append-only. */
+static char **box_chunks;
+static size_t nbox_chunks, box_chunk_len;
 
 static struct g *galloc(void)
 {
@@ -553,17 +556,29 @@ static struct g *galloc(void)
     if (base + chunk * 2 > al + chunk)
       gmp_sys2(SYS_munmap, al + chunk, base + chunk * 2 - (al + chunk));
     gmp_sys3(SYS_madvise, al, chunk, MADV_HUGEPAGE);
+    if (nbox_chunks % 64 == 0) {
+      char **n = realloc(box_chunks, (nbox_chunks + 64) * sizeof *n);
+      if (!n) {
+        gmp_lock_release(&box_lock);
+        return NULL;
+      }
+      box_chunks = n;
+    }
+    box_chunks[nbox_chunks++] = (char *)al;
+    box_chunk_len = chunk;
     box_cur = (char *)al;
     box_end = box_cur + chunk;
   }
   struct g *g = (struct g *)box_cur;
-  box_cur += box_size;
-  gmp_lock_release(&box_lock);
   g->tls_block = (char *)g + box_g_size;
   g->tcb = gmp_tls_create(g->tls_block);
-  if (!g->tcb)
-    return NULL; /* the box is lost; only on malloc failure of the DTV */
+  if (!g->tcb) {
+    gmp_lock_release(&box_lock);
+    return NULL; /* malloc of the DTV failed: the box stays unused */
+  }
   gmp_tcb_slot_set(g->tcb, g);
+  box_cur += box_size; /* published only once its TCB exists */
+  gmp_lock_release(&box_lock);
   g->timer.idx = -1;
   return g;
 }
@@ -636,6 +651,22 @@ void gmp_gfree(struct g *g)
   struct p *p = gmp_enter_runtime(cur);
   gfput(p, g);
   gmp_leave_runtime(p);
+}
+
+void gmp_for_each_tcb(void (*fn)(void *tcb, void *ctx), void *ctx)
+{
+  fn(g_main.tcb, ctx);
+  fn(m0.g0.fs, ctx);
+  gmp_lock_acquire(&box_lock);
+  for (size_t i = 0; i < nbox_chunks; i++) {
+    char *c = box_chunks[i];
+    char *end = c + box_chunk_len;
+    if (box_cur >= c && box_cur <= end)
+      end = box_cur;
+    for (char *b = c; b + box_size <= end; b += box_size)
+      fn(((struct g *)b)->tcb, ctx);
+  }
+  gmp_lock_release(&box_lock);
 }
 
 /* ---- G start and exit ------------------------------------------------------ */

@@ -104,6 +104,10 @@ int gmp_current_ostid(void);
 void gmp_entersyscall(void);
 void gmp_exitsyscall(void);
 
+/* Call fn on every TCB the runtime made or adopted (live and pooled Gs,
+ * the main G, M0's scheduler context). */
+void gmp_for_each_tcb(void (*fn)(void *tcb, void *ctx), void *ctx);
+
 /* ---- parking ------------------------------------------------------------ */
 
 /* Park the current G on addr. validate(arg) runs with the address's queue

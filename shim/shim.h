@@ -137,6 +137,19 @@ void gmp_tls_recycle(void *tcb);
 /* Per-thread fields every new thread needs (steps of
  * ../shared/notes/tls-findings.md): guards, tid, stackblock, rseq... */
 void gmp_tls_setup(void *tcb, int fake_tid, void *stack_lo, size_t stack_size);
+/* dlopen support. glibc initialises the static TLS of a module loaded
+ * later with initial-exec TLS only in the threads it knows (its stack
+ * lists), so a G created before the dlopen would read zeros. Snapshot the
+ * static-TLS modules before dlopen, then initialise the new ones' blocks
+ * in a TCB with gmp_tls_init_new_static. */
+struct gmp_tls_snapshot {
+  size_t max_modid;
+};
+void gmp_tls_snapshot(struct gmp_tls_snapshot *s);
+/* Prepare the list of modules loaded since the snapshot that use static
+ * TLS; returns how many (0: nothing to do). */
+int gmp_tls_new_static(const struct gmp_tls_snapshot *s);
+void gmp_tls_init_new_static(void *tcb, void *unused);
 /* Run inside the thread (fs = tcb) before user code: ctype tables. */
 void gmp_tls_enter(void);
 /* Run inside the thread at its end: thread_local/C++ TLS destructors. */

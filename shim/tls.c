@@ -317,3 +317,82 @@ void gmp_tls_set_tid(void *tcb, int tid)
 {
   FIELD(tcb, T.off_tid, int) = tid;
 }
+
+/* ---- modules with static TLS loaded by dlopen ------------------------- */
+
+struct new_static {
+  ptrdiff_t offset;      /* the block sits at tp - offset */
+  const void *image;
+  size_t filesz, memsz;
+};
+static struct new_static news[32];
+static int nnews;
+
+static int max_modid_cb(struct dl_phdr_info *info, size_t sz, void *arg)
+{
+  size_t *max = arg;
+  if (info->dlpi_tls_modid > *max)
+    *max = info->dlpi_tls_modid;
+  return 0;
+}
+
+void gmp_tls_snapshot(struct gmp_tls_snapshot *s)
+{
+  s->max_modid = 0;
+  dl_iterate_phdr(max_modid_cb, &s->max_modid);
+}
+
+static struct link_map *map_of(uintptr_t addr)
+{
+  struct link_map *lm = NULL;
+  Dl_info info;
+  if (!dladdr1((void *)addr, &info, (void **)&lm, RTLD_DL_LINKMAP))
+    return NULL;
+  return lm;
+}
+
+static int new_static_cb(struct dl_phdr_info *info, size_t sz, void *arg)
+{
+  const struct gmp_tls_snapshot *s = arg;
+  if (info->dlpi_tls_modid <= s->max_modid || nnews >= 32)
+    return 0;
+  const ElfW(Phdr) *tls = NULL, *load = NULL;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    if (info->dlpi_phdr[i].p_type == PT_TLS)
+      tls = &info->dlpi_phdr[i];
+    if (info->dlpi_phdr[i].p_type == PT_LOAD && !load)
+      load = &info->dlpi_phdr[i];
+  }
+  if (!tls || !load)
+    return 0;
+  struct link_map *lm = map_of(info->dlpi_addr + load->p_vaddr);
+  if (!lm)
+    return 0;
+  ptrdiff_t off = *(ptrdiff_t *)((char *)lm + T.lm_tls_offset);
+  /* 0 is NO_TLS_OFFSET and -1 FORCED_DYNAMIC_TLS_OFFSET: dynamic TLS,
+   * which __tls_get_addr allocates per thread on first use. */
+  if (off == 0 || off == -1 || off < 0 || (size_t)off > T.static_size)
+    return 0;
+  /* The init image is the PT_TLS segment itself (dlpi_tls_data would be
+   * the calling thread's copy, possibly already modified or absent). */
+  news[nnews++] = (struct new_static){off, (const void *)(info->dlpi_addr + tls->p_vaddr),
+                                      tls->p_filesz, tls->p_memsz};
+  return 0;
+}
+
+int gmp_tls_new_static(const struct gmp_tls_snapshot *s)
+{
+  nnews = 0;
+  dl_iterate_phdr(new_static_cb, (void *)s);
+  return nnews;
+}
+
+void gmp_tls_init_new_static(void *tcb, void *unused)
+{
+  char *tp = tcb;
+  for (int i = 0; i < nnews; i++) {
+    char *blk = tp - news[i].offset;
+    memcpy(blk, news[i].image, news[i].filesz);
+    memset(blk + news[i].filesz, 0, news[i].memsz - news[i].filesz);
+  }
+}
