@@ -73,7 +73,7 @@ static bool same_gen(void *arg)
 GMP_EXPORT int pthread_barrier_wait(pthread_barrier_t *bar)
 {
   if (!gmp_self() || !ours(bar))
-    return REAL(pthread_barrier_wait)(bar);
+    return NATIVE_BLOCKING(REAL(pthread_barrier_wait)(bar));
   struct gbar *b = (struct gbar *)bar;
   while (__atomic_exchange_n(&b->lock, 1, __ATOMIC_ACQUIRE))
     __builtin_ia32_pause();

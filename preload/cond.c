@@ -96,7 +96,7 @@ static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mx, int64_t deadline)
 GMP_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
   if (!gmp_self() || native_cond(c))
-    return REAL(pthread_cond_wait)(c, m);
+    return NATIVE_BLOCKING(REAL(pthread_cond_wait)(c, m));
   return cond_wait(c, m, GMP_NO_DEADLINE);
 }
 
@@ -116,7 +116,7 @@ GMP_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
                                       const struct timespec *abs)
 {
   if (!gmp_self() || native_cond(c))
-    return REAL(pthread_cond_timedwait)(c, m, abs);
+    return NATIVE_BLOCKING(REAL(pthread_cond_timedwait)(c, m, abs));
   clockid_t clk = ((struct gcond *)c)->clock ? CLOCK_MONOTONIC : CLOCK_REALTIME;
   return timedwait(c, m, clk, abs);
 }
@@ -125,7 +125,7 @@ GMP_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clo
                                       const struct timespec *abs)
 {
   if (!gmp_self() || native_cond(c))
-    return REAL(pthread_cond_clockwait)(c, m, clk, abs);
+    return NATIVE_BLOCKING(REAL(pthread_cond_clockwait)(c, m, clk, abs));
   return timedwait(c, m, clk, abs);
 }
 

@@ -130,6 +130,9 @@ __attribute__((constructor(101))) static void gmp_init(void)
     return;
   }
   gmp_set_exit_hook(gmp_mutex_thread_exit);
+  /* Registered first, so our prepare runs last and our child handler
+   * first: the program's own child handlers may already create threads. */
+  pthread_atfork(gmp_fork_prepare, gmp_fork_parent, gmp_fork_child);
   if (c.verbose)
     gmp_printf_err("libgmp %s: on; GMP_MAXPROCS=%d GMP_STACK_SIZE=%zu guardlimit=%ld "
                    "fs-switch=%s glibc=2.36 pid=%d\n", GMP_VERSION, c.maxprocs,

@@ -292,7 +292,7 @@ int gmp_mutex_lock(pthread_mutex_t *mx)
   struct g *self = gmp_self();
   struct gmutex *m = (struct gmutex *)mx;
   if (!self || native_kind(m))
-    return REAL(pthread_mutex_lock)(mx);
+    return NATIVE_BLOCKING(REAL(pthread_mutex_lock)(mx));
   return mutex_lock(m, self, GMP_NO_DEADLINE, true);
 }
 
@@ -327,7 +327,7 @@ static int timedlock(pthread_mutex_t *mx, clockid_t clk, const struct timespec *
 GMP_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *mx, const struct timespec *abs)
 {
   if (!gmp_self() || native_kind((struct gmutex *)mx))
-    return REAL(pthread_mutex_timedlock)(mx, abs);
+    return NATIVE_BLOCKING(REAL(pthread_mutex_timedlock)(mx, abs));
   return timedlock(mx, CLOCK_REALTIME, abs);
 }
 
@@ -335,7 +335,7 @@ GMP_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *mx, clockid_t clk,
                                        const struct timespec *abs)
 {
   if (!gmp_self() || native_kind((struct gmutex *)mx))
-    return REAL(pthread_mutex_clocklock)(mx, clk, abs);
+    return NATIVE_BLOCKING(REAL(pthread_mutex_clocklock)(mx, clk, abs));
   return timedlock(mx, clk, abs);
 }
 

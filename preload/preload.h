@@ -54,7 +54,23 @@ static inline bool abs_to_deadline(clockid_t clk, const struct timespec *abs, in
   return true;
 }
 
-/* Spinning before parking pays only when the holder runs on another P. */
-#define GMP_SPIN_TRIES 0
+/* A call into glibc's own implementation that may block the OS thread
+ * (process-shared objects, named semaphores): from a G, inside
+ * entersyscall/exitsyscall so that its P is handed over while it blocks.
+ * errno is the call's. */
+#define NATIVE_BLOCKING(call)                                                 \
+  ({                                                                          \
+    int r_;                                                                   \
+    if (gmp_self()) {                                                         \
+      gmp_entersyscall();                                                     \
+      r_ = (call);                                                            \
+      int e_ = errno;                                                         \
+      gmp_exitsyscall();                                                      \
+      errno = e_;                                                             \
+    } else {                                                                  \
+      r_ = (call);                                                            \
+    }                                                                         \
+    r_;                                                                       \
+  })
 
 #endif

@@ -207,7 +207,7 @@ static int lock_common(pthread_rwlock_t *rw, bool write, clockid_t clk,
 #define RW_WRAP(name, realcall, write, clk, abs, try)                          \
   {                                                                            \
     if (!gmp_self() || native_rw(rw))                                          \
-      return realcall;                                                         \
+      return NATIVE_BLOCKING(realcall);                                        \
     return lock_common(rw, write, clk, abs, try);                              \
   }
 

@@ -7,8 +7,9 @@
  * parking lot.
  *
  * Process-shared semaphores (sem_init with pshared, and every named one
- * from sem_open) have private == 0 (FUTEX_SHARED) and stay glibc's: their
- * waiters may live in another process.
+ * from sem_open) have private == FUTEX_SHARED, which in glibc's encoding
+ * is 128 (the value XORed into FUTEX_PRIVATE_FLAG; FUTEX_PRIVATE is 0),
+ * and stay glibc's: their waiters may live in another process.
  */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -19,7 +20,7 @@
 
 #define VALUE_MASK 0xffffffffULL
 #define WAITER_ONE (1ULL << 32)
-#define FUTEX_PRIVATE 128
+#define GLIBC_FUTEX_PRIVATE 0
 
 struct gsem {
   _Atomic uint64_t data;
@@ -30,7 +31,7 @@ _Static_assert(sizeof(struct gsem) <= sizeof(sem_t), "sem layout");
 
 static inline bool native_sem(sem_t *s)
 {
-  return ((struct gsem *)s)->private_ != FUTEX_PRIVATE;
+  return ((struct gsem *)s)->private_ != GLIBC_FUTEX_PRIVATE;
 }
 
 GMP_EXPORT int sem_init(sem_t *s, int pshared, unsigned value)
@@ -43,7 +44,7 @@ GMP_EXPORT int sem_init(sem_t *s, int pshared, unsigned value)
   }
   struct gsem *g = (struct gsem *)s;
   atomic_store(&g->data, value);
-  g->private_ = FUTEX_PRIVATE;
+  g->private_ = GLIBC_FUTEX_PRIVATE;
   g->pad = 0;
   return 0;
 }
@@ -117,7 +118,7 @@ static int sem_wait_common(struct gsem *g, int64_t deadline, bool abs_ok)
 GMP_EXPORT int sem_wait(sem_t *s)
 {
   if (!gmp_self() || native_sem(s))
-    return REAL(sem_wait)(s);
+    return NATIVE_BLOCKING(REAL(sem_wait)(s));
   return sem_wait_common((struct gsem *)s, GMP_NO_DEADLINE, true);
 }
 
@@ -144,14 +145,14 @@ static int sem_timed(sem_t *s, clockid_t clk, const struct timespec *abs)
 GMP_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
 {
   if (!gmp_self() || native_sem(s))
-    return REAL(sem_timedwait)(s, abs);
+    return NATIVE_BLOCKING(REAL(sem_timedwait)(s, abs));
   return sem_timed(s, CLOCK_REALTIME, abs);
 }
 
 GMP_EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs)
 {
   if (!gmp_self() || native_sem(s))
-    return REAL(sem_clockwait)(s, clk, abs);
+    return NATIVE_BLOCKING(REAL(sem_clockwait)(s, clk, abs));
   return sem_timed(s, clk, abs);
 }
 

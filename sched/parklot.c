@@ -72,3 +72,12 @@ bool pl_has_waiters(struct pl_bucket *b, const void *addr)
       return true;
   return false;
 }
+
+void pl_reset_all(void)
+{
+  for (int i = 0; i < PL_BUCKETS; i++) {
+    buckets[i].head = buckets[i].tail = NULL;
+    buckets[i].count = 0;
+    atomic_store(&buckets[i].lock.v, 0);
+  }
+}

@@ -1184,6 +1184,119 @@ static int newm(struct p *p, bool spinning)
 
 /* ---- init ------------------------------------------------------------------ */
 
+/* Give m a scheduler context of the runtime's own: a stack and a TCB
+ * allocated here (not an NPTL thread's), entered first through
+ * m0_g0_main. Used for M0, whose thread's TCB belongs to the main G, and
+ * for the forking M in a child, whose NPTL stack glibc reclaims. */
+static int own_g0(struct m *m)
+{
+  struct g *g0 = make_g0(m);
+  void *blk = aligned_alloc(64, (gmp_tls_block_size() + 63) & ~(size_t)63);
+  struct gmp_stack st;
+  if (!g0 || !blk || gmp_stack_alloc(&st, 256 * 1024, gmp_page_size()) != 0) {
+    free(g0);
+    free(blk);
+    return ENOMEM;
+  }
+  memset(blk, 0, gmp_tls_block_size());
+  void *tcb = gmp_tls_create(blk);
+  if (!tcb)
+    return ENOMEM;
+  gmp_tls_setup(tcb, 0x3fffffff, st.lo, (size_t)(st.hi - st.lo));
+  g0->tcb = tcb;
+  gmp_tcb_slot_set(tcb, g0);
+  gmp_ctx_make(&m->g0, st.hi, m0_g0_main, m, tcb);
+  return 0;
+}
+
+static void start_sysmon(void)
+{
+  pthread_attr_t sa;
+  pthread_t sysmon;
+  pthread_attr_init(&sa);
+  pthread_attr_setstacksize(&sa, 128 * 1024);
+  pthread_attr_setdetachstate(&sa, PTHREAD_CREATE_DETACHED);
+  int rc = native.create(&sysmon, &sa, sysmon_main, NULL);
+  pthread_attr_destroy(&sa);
+  if (rc != 0)
+    gmp_printf_err("libgmp: cannot start sysmon (%s): blocking system calls will "
+                   "stall other threads\n", strerror(rc));
+}
+
+/* ---- fork ----------------------------------------------------------------
+ * POSIX: the child has one thread, the one that called fork. Here that is
+ * the forking G, on the forking M; every other G, M, sysmon and timer is
+ * gone. The prepare handler takes the locks that guard state the child
+ * keeps (free Gs, the G arena) so that it is consistent; the child
+ * handler rebuilds the rest from scratch. */
+
+void gmp_fork_prepare(void)
+{
+  gmp_lock_acquire(&gmp_sched.lock);
+  gmp_lock_acquire(&gmp_sched.gflock);
+  gmp_lock_acquire(&box_lock);
+}
+
+void gmp_fork_parent(void)
+{
+  gmp_lock_release(&box_lock);
+  gmp_lock_release(&gmp_sched.gflock);
+  gmp_lock_release(&gmp_sched.lock);
+}
+
+void gmp_fork_child(void)
+{
+  atomic_store(&box_lock.v, 0);
+  atomic_store(&gmp_sched.gflock.v, 0);
+  atomic_store(&gmp_sched.lock.v, 0);
+  struct g *g = gmp_curg_raw();
+  if (!g || g->is_g0) {
+    /* a thread the runtime did not make forked: nothing of ours runs */
+    gmp_running = false;
+    return;
+  }
+  struct m *m = g->m;
+  struct p *mine = m->p ? m->p : &gmp_allp[0];
+  m->ostid = gmp_gettid();
+  m->alllink = NULL;
+  m->spinning = false;
+  m->nextp = NULL;
+  gmp_sched.allm = m;
+  gmp_sched.mcount = 1;
+  gmp_sched.midle = NULL;
+  gmp_sched.nmidle = 0;
+  atomic_store(&gmp_sched.nmspinning, 0);
+  gmp_sched.runqhead = gmp_sched.runqtail = NULL;
+  atomic_store(&gmp_sched.runqsize, 0);
+  gmp_sched.pidle = NULL;
+  atomic_store(&gmp_sched.npidle, 0);
+  atomic_store(&gmp_sched.sleep_until, 0);
+  atomic_store(&gmp_sched.ngoroutines, 1);
+  pl_reset_all();
+  for (int i = gmp_nprocs - 1; i >= 0; i--) {
+    struct p *p = &gmp_allp[i];
+    runq_init(&p->runq);
+    atomic_store(&p->timerlock.v, 0);
+    for (int32_t k = 0; k < p->timers.n; k++)
+      __atomic_store_n(&p->timers.a[k]->p, NULL, __ATOMIC_RELAXED);
+    p->timers.n = 0;
+    atomic_store(&p->timer0, 0);
+    if (p == mine)
+      continue;
+    /* another M may have been updating this list when we forked */
+    p->gfree = NULL;
+    p->gfreecnt = 0;
+    pidleput(p);
+  }
+  m->p = mine;
+  mine->m = m;
+  atomic_store(&mine->status, P_USER);
+  /* The M's own NPTL stack (its g0) is reclaimed by glibc in the child. */
+  if (own_g0(m) != 0)
+    gmp_fatal("out of memory rebuilding the scheduler after fork");
+  start_sysmon();
+}
+
 const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *nat)
 {
   cfg = *c;
@@ -1209,22 +1322,11 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
 
   /* M0 is this (main) thread. Its g0 needs a TCB and stack of its own,
    * because the main thread's TCB now belongs to the main G. */
-  struct g *g0 = make_g0(&m0);
-  void *blk = aligned_alloc(64, (gmp_tls_block_size() + 63) & ~(size_t)63);
-  struct gmp_stack st;
-  if (!g0 || !blk || gmp_stack_alloc(&st, 256 * 1024, gmp_page_size()) != 0)
+  if (own_g0(&m0) != 0)
     return "out of memory";
-  memset(blk, 0, gmp_tls_block_size());
-  void *tcb0 = gmp_tls_create(blk);
-  if (!tcb0)
-    return "cannot allocate a TCB";
-  gmp_tls_setup(tcb0, 0x3fffffff, st.lo, (size_t)(st.hi - st.lo));
-  g0->tcb = tcb0;
-  gmp_tcb_slot_set(tcb0, g0);
   m0.id = 0;
   m0.ostid = gmp_gettid();
   m0.rand = 0x9E3779B97F4A7C15ULL;
-  gmp_ctx_make(&m0.g0, st.hi, m0_g0_main, &m0, tcb0);
   gmp_sched.mcount = 1;
   gmp_sched.allm = &m0;
   pthread_sigmask(SIG_SETMASK, NULL, &m_sigmask);
@@ -1263,16 +1365,7 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
     pidleput(p);
     gmp_lock_release(&gmp_sched.lock);
   }
-  pthread_attr_t sa;
-  pthread_t sysmon;
-  pthread_attr_init(&sa);
-  pthread_attr_setstacksize(&sa, 128 * 1024);
-  pthread_attr_setdetachstate(&sa, PTHREAD_CREATE_DETACHED);
-  int rc = native.create(&sysmon, &sa, sysmon_main, NULL);
-  pthread_attr_destroy(&sa);
-  if (rc != 0)
-    gmp_printf_err("libgmp: cannot start sysmon (%s): blocking system calls will "
-                   "stall other threads\n", strerror(rc));
+  start_sysmon();
   gmp_tcb_slot_set(g_main.tcb, &g_main);
   gmp_leave_runtime(&gmp_allp[0]); /* the main G goes back to user code */
   gmp_running = true;

@@ -86,6 +86,8 @@ struct pl_waiter *pl_dequeue(struct pl_bucket *b, const void *addr);
 bool pl_remove(struct pl_bucket *b, struct pl_waiter *w);
 /* Is any waiter queued on addr? Bucket locked. */
 bool pl_has_waiters(struct pl_bucket *b, const void *addr);
+/* Empty every queue and free every lock (fork child: the waiters are gone). */
+void pl_reset_all(void);
 
 /* ---- timer heap (timerheap.c) ----------------------------------------- */
 

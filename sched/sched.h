@@ -39,6 +39,11 @@ struct gmp_native {
  * (nothing has been changed then: the caller falls back to native). */
 const char *gmp_sched_init(const struct gmp_config *cfg, const struct gmp_native *nat);
 
+/* fork: pthread_atfork handlers, registered by preload/ at init. */
+void gmp_fork_prepare(void);
+void gmp_fork_parent(void);
+void gmp_fork_child(void);
+
 /* True once gmp_sched_init succeeded. */
 extern bool gmp_running;
 
