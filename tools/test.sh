@@ -14,6 +14,8 @@ ctest --test-dir build -L unit --output-on-failure -j "$jobs"
 echo "== integration tests (each program natively, then under libgmp with GMP_MAXPROCS unset, 1, 2)"
 # One at a time: several of them measure sleep accuracy and fairness.
 ctest --test-dir build -L integration --output-on-failure -j 1
+echo "== user-facing checks (configuration errors, fail-safe, gmp-run, install)"
+ctest --test-dir build -L tools --output-on-failure
 echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DGMP_SANITIZE=ON >/dev/null
 cmake --build build-san -j "$jobs"
