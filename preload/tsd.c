@@ -31,9 +31,15 @@ GMP_EXPORT void *pthread_getspecific(pthread_key_t key)
   return gmp_getspecific(key);
 }
 
+/* glibc declares the value parameter access(none) (the pointer is stored,
+ * never dereferenced), which makes gcc warn, wrongly, that passing it on
+ * reads uninitialised memory. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 GMP_EXPORT int pthread_setspecific(pthread_key_t key, const void *v)
 {
   if (!gmp_self())
     return REAL(pthread_setspecific)(key, v);
   return gmp_setspecific(key, v);
 }
+#pragma GCC diagnostic pop

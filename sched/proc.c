@@ -52,11 +52,6 @@ static sigset_t m_sigmask;
 
 /* ---- identity ---------------------------------------------------------- */
 
-struct g *gmp_curg(void)
-{
-  struct g *g = gmp_curg_raw();
-  return g && !g->is_g0 ? g : NULL;
-}
 
 struct m *gmp_getm(void)
 {
@@ -68,8 +63,9 @@ struct g *gmp_g_of(pthread_t t)
 {
   if (!t)
     return NULL;
-  struct g *g = gmp_tcb_slot_of((void *)t);
-  if (!g || g->tcb != (void *)t || g->is_g0)
+  uintptr_t s = (uintptr_t)gmp_tcb_slot_of((void *)t);
+  struct g *g = (struct g *)s;
+  if (!g || (s & GMP_SLOT_G0) || g->tcb != (void *)t)
     return NULL;
   return g;
 }
@@ -865,7 +861,10 @@ void gmp_entersyscall(void)
     p = gmp_enter_runtime(g); /* our P was taken meanwhile: get one */
     atomic_store_explicit(&p->status, P_SYSCALL, memory_order_release);
   }
-  atomic_fetch_add_explicit(&p->syscalltick, 1, memory_order_relaxed);
+  /* Only this M writes it while the P is in P_SYSCALL; sysmon reads. */
+  atomic_store_explicit(&p->syscalltick,
+                        atomic_load_explicit(&p->syscalltick, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
 }
 
 /* On g0: the G came back from a system call and its P was taken. Run it
@@ -1143,7 +1142,7 @@ static void *mstart_thread(void *arg)
   if (!g0)
     gmp_fatal("out of memory starting M%d", m->id);
   g0->tcb = m->g0.fs;
-  gmp_tcb_slot_set(m->g0.fs, g0);
+  gmp_tcb_slot_set(m->g0.fs, (void *)((uintptr_t)g0 | GMP_SLOT_G0));
   pthread_sigmask(SIG_SETMASK, &m_sigmask, NULL);
   if (m->nextp) {
     acquirep(m, m->nextp);
@@ -1204,7 +1203,7 @@ static int own_g0(struct m *m)
     return ENOMEM;
   gmp_tls_setup(tcb, 0x3fffffff, st.lo, (size_t)(st.hi - st.lo));
   g0->tcb = tcb;
-  gmp_tcb_slot_set(tcb, g0);
+  gmp_tcb_slot_set(tcb, (void *)((uintptr_t)g0 | GMP_SLOT_G0));
   gmp_ctx_make(&m->g0, st.hi, m0_g0_main, m, tcb);
   return 0;
 }

@@ -51,8 +51,19 @@ extern bool gmp_running;
 
 /* The G running on this thread, or NULL on a thread the runtime did not
  * make (and on the runtime's own g0 contexts: see gmp_curg_user). */
-static inline struct g *gmp_curg_raw(void) { return (struct g *)gmp_tcb_slot_get(); }
-struct g *gmp_curg(void); /* NULL unless a program G */
+/* The TCB slot holds the G pointer; for an M's scheduler context (g0)
+ * the pointer is tagged with bit 0, so that telling a program G from g0
+ * costs one test and no memory access beyond the slot. */
+#define GMP_SLOT_G0 ((uintptr_t)1)
+static inline struct g *gmp_curg_raw(void)
+{
+  return (struct g *)((uintptr_t)gmp_tcb_slot_get() & ~GMP_SLOT_G0);
+}
+static inline struct g *gmp_curg(void) /* NULL unless a program G */
+{
+  uintptr_t s = (uintptr_t)gmp_tcb_slot_get();
+  return s & GMP_SLOT_G0 ? NULL : (struct g *)s;
+}
 
 /* The G behind a pthread_t, or NULL if it is not one of ours. */
 struct g *gmp_g_of(pthread_t t);
