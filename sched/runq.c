@@ -3,6 +3,9 @@
  * the runnext slot. A port of the algorithm of Go's runqput/runqget/
  * runqgrab/runqsteal (runtime/proc.go); see struct runq for the rules.
  */
+#include <sys/syscall.h>
+#include <time.h>
+
 #include "sched/runtime.h"
 
 #define LD(x, mo) atomic_load_explicit(&(x), memory_order_##mo)
@@ -112,11 +115,18 @@ static uint32_t runq_grab(struct runq *src, struct runq *dst, uint32_t dst_tail,
         struct g *nx = LD(src->next, relaxed);
         if (nx) {
           /* The owner is probably about to run it (it just readied it and
-           * is switching out): give it ~3 us before taking it, or a
+           * is switching out): give it a moment before taking it, or a
            * create+join or ping-pong pair is split across CPUs and pays a
-           * cross-CPU wake-up per round trip (Go's runqgrab does this). */
-          for (int i = 0; i < 300 && LD(src->next, relaxed) == nx; i++)
+           * cross-CPU wake-up per round trip. Like Go's runqgrab, the thief
+           * sleeps a few microseconds (timer slack makes it ~50 us) while
+           * still counted as spinning, which also spares the owner a
+           * futex wake-up of another M for every G it readies. */
+          for (int i = 0; i < 50 && LD(src->next, relaxed) == nx; i++)
             __builtin_ia32_pause();
+          if (LD(src->next, relaxed) == nx) {
+            struct timespec ts = {0, 3000};
+            gmp_sys2(SYS_nanosleep, &ts, NULL);
+          }
           nx = LD(src->next, relaxed);
         }
         if (nx && atomic_compare_exchange_strong_explicit(
