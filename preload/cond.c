@@ -77,6 +77,7 @@ static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mx, int64_t deadline)
 {
   struct gcond *c = (struct gcond *)cv;
   struct wait_arg w = {.c = c};
+  gmp_testcancel(); /* a cancellation point, with the mutex still held */
   atomic_fetch_add(&c->nwaiters, 1);
   w.seq = atomic_load(&c->seq);
   int rc = gmp_mutex_unlock(mx);
@@ -84,8 +85,14 @@ static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mx, int64_t deadline)
     atomic_fetch_sub(&c->nwaiters, 1);
     return rc;
   }
-  int r = gmp_park_on(&c->seq, seq_unchanged, &w, deadline, GMP_WAIT_COND);
+  int r = gmp_park_on(&c->seq, seq_unchanged, &w, deadline,
+                      GMP_WAIT_COND | GMP_WAIT_CANCELPOINT);
   atomic_fetch_sub(&c->nwaiters, 1);
+  if (r == GMP_PARK_CANCELED) {
+    /* POSIX: the cleanup handlers run with the mutex held again. */
+    gmp_mutex_lock(mx);
+    gmp_cancel_act();
+  }
   /* A robust mutex whose owner died meanwhile: its state is reported. */
   rc = gmp_mutex_lock(mx);
   if (rc == EOWNERDEAD || rc == ENOTRECOVERABLE)

@@ -54,6 +54,10 @@ static inline bool abs_to_deadline(clockid_t clk, const struct timespec *abs, in
   return true;
 }
 
+/* Cancellation (cancel.c): act on a pending cancel of the current G. */
+void gmp_testcancel(void);
+_Noreturn void gmp_cancel_act(void);
+
 /* A call into glibc's own implementation that may block the OS thread
  * (process-shared objects, named semaphores): from a G, inside
  * entersyscall/exitsyscall so that its P is handed over while it blocks.

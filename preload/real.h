@@ -43,6 +43,10 @@
   X(int, pthread_setaffinity_np, (pthread_t, size_t, const cpu_set_t *))          \
   X(int, pthread_getaffinity_np, (pthread_t, size_t, cpu_set_t *))                \
   X(int, pthread_kill, (pthread_t, int))                                          \
+  X(int, pthread_cancel, (pthread_t))                                             \
+  X(int, pthread_setcancelstate, (int, int *))                                    \
+  X(int, pthread_setcanceltype, (int, int *))                                     \
+  X(void, pthread_testcancel, (void))                                          \
   X(int, pthread_sigqueue, (pthread_t, int, const union sigval))                  \
   X(int, pthread_mutex_init, (pthread_mutex_t *, const pthread_mutexattr_t *))    \
   X(int, pthread_mutex_destroy, (pthread_mutex_t *))                              \

@@ -72,6 +72,8 @@ static bool value_zero(void *arg)
 
 static int sem_wait_common(struct gsem *g, int64_t deadline, bool abs_ok)
 {
+  if (deadline != GMP_TRY)
+    gmp_testcancel(); /* sem_wait and sem_timedwait are cancellation points */
   if (try_take(g))
     return 0;
   if (deadline == GMP_TRY) {
@@ -96,7 +98,11 @@ static int sem_wait_common(struct gsem *g, int64_t deadline, bool abs_ok)
     }
     if (got)
       break;
-    int r = gmp_park_on(g, value_zero, g, deadline, GMP_WAIT_SEM);
+    int r = gmp_park_on(g, value_zero, g, deadline, GMP_WAIT_SEM | GMP_WAIT_CANCELPOINT);
+    if (r == GMP_PARK_CANCELED) {
+      atomic_fetch_sub(&g->data, WAITER_ONE);
+      gmp_cancel_act();
+    }
     if (r == GMP_PARK_TIMEDOUT) {
       d = atomic_load(&g->data);
       for (;;) {

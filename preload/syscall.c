@@ -49,10 +49,13 @@
   {                                                                         \
     if (!gmp_self())                                                        \
       return NEXT(name) args;                                               \
+    gmp_testcancel();                                                       \
     gmp_entersyscall();                                                     \
     ret r_ = NEXT(name) args;                                               \
     int e_ = errno;                                                         \
     gmp_exitsyscall();                                                      \
+    if (r_ == (ret)-1 && e_ == EINTR)                                       \
+      gmp_testcancel(); /* interrupted by pthread_cancel's signal */        \
     errno = e_;                                                             \
     return r_;                                                              \
   }
@@ -70,9 +73,12 @@
     if (!gmp_self()) {                                                      \
       r_ = gmp_sys6(nr, __VA_ARGS__);                                       \
     } else {                                                                \
+      gmp_testcancel();                                                     \
       gmp_entersyscall();                                                   \
       r_ = gmp_sys6(nr, __VA_ARGS__);                                       \
       gmp_exitsyscall();                                                    \
+      if (r_ == -EINTR)                                                     \
+        gmp_testcancel(); /* interrupted by pthread_cancel's signal */      \
     }                                                                       \
     if (r_ < 0 && r_ > -4096) {                                             \
       errno = (int)-r_;                                                     \
@@ -162,6 +168,7 @@ static mode_t open_mode(int flags, va_list ap)
     va_end(ap);                                                             \
     if (!gmp_self())                                                        \
       return NEXT(name)(prearg path, flags, mode);                          \
+    gmp_testcancel();                                                       \
     gmp_entersyscall();                                                     \
     int r = NEXT(name)(prearg path, flags, mode);                           \
     int e = errno;                                                          \

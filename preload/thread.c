@@ -79,12 +79,23 @@ GMP_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr,
   return rc == ENOMEM ? EAGAIN : rc;
 }
 
+/* join is a cancellation point: ECANCELED from the runtime means the
+ * joiner itself was cancelled while waiting. */
+static int join_cp(struct g *g, void **ret, int64_t deadline)
+{
+  gmp_testcancel();
+  int r = gmp_join(g, ret, deadline);
+  if (r == ECANCELED)
+    gmp_cancel_act();
+  return r;
+}
+
 GMP_EXPORT int pthread_join(pthread_t t, void **ret)
 {
   struct g *g;
   if (!gmp_self() || !(g = gmp_g_of(t)))
     return REAL(pthread_join)(t, ret);
-  return gmp_join(g, ret, GMP_NO_DEADLINE);
+  return join_cp(g, ret, GMP_NO_DEADLINE);
 }
 
 GMP_EXPORT int pthread_tryjoin_np(pthread_t t, void **ret)
@@ -99,7 +110,7 @@ static int clockjoin(pthread_t t, void **ret, clockid_t clk, const struct timesp
 {
   struct g *g = gmp_g_of(t);
   if (!abs)
-    return gmp_join(g, ret, GMP_NO_DEADLINE);
+    return join_cp(g, ret, GMP_NO_DEADLINE);
   if (clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC)
     return EINVAL;
   int r = gmp_join(g, ret, GMP_TRY);
@@ -109,7 +120,7 @@ static int clockjoin(pthread_t t, void **ret, clockid_t clk, const struct timesp
     return EINVAL;
   int64_t dl = 0;
   abs_to_deadline(clk, abs, &dl);
-  return gmp_join(g, ret, dl);
+  return join_cp(g, ret, dl);
 }
 
 GMP_EXPORT int pthread_timedjoin_np(pthread_t t, void **ret, const struct timespec *abs)

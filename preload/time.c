@@ -6,6 +6,7 @@
  * Early wake-up by a signal (EINTR, remaining time) needs per-G signal
  * delivery, which is not in this layer yet: a sleeping G sleeps through
  * signals, which are handled on whichever thread the kernel picks.
+ * pthread_cancel does end a sleep (a cancellation point).
  */
 #define _GNU_SOURCE
 #include <time.h>
@@ -13,14 +14,23 @@
 
 #include "preload/preload.h"
 
+/* The sleep family are cancellation points. */
+static void sleep_until_cp(int64_t deadline)
+{
+  gmp_testcancel();
+  if (gmp_sleep_until(deadline) == GMP_PARK_CANCELED)
+    gmp_cancel_act();
+}
+
 static void sleep_ns(int64_t ns)
 {
   if (ns <= 0) {
+    gmp_testcancel();
     gmp_yield();
     return;
   }
   int64_t now = gmp_nanotime();
-  gmp_sleep_until(ns > INT64_MAX - now ? INT64_MAX / 2 : now + ns);
+  sleep_until_cp(ns > INT64_MAX - now ? INT64_MAX / 2 : now + ns);
 }
 
 GMP_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
@@ -50,10 +60,12 @@ GMP_EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *
     int64_t dl;
     if (!abs_to_deadline(clk, req, &dl))
       return EINVAL;
-    if (dl <= gmp_nanotime())
+    if (dl <= gmp_nanotime()) {
+      gmp_testcancel();
       gmp_yield();
-    else
-      gmp_sleep_until(dl);
+    } else {
+      sleep_until_cp(dl);
+    }
     return 0;
   }
   sleep_ns(ts_ns(req));

@@ -33,6 +33,9 @@ void gmp_timer_push_locked(struct p *p, struct g *g, int64_t when);
 void gmp_timer_del(struct g *g);
 void gmp_wake_timer_sleeper(int64_t when);
 void gmp_timer_fire(struct g *g, uint64_t seq); /* park.c */
+/* End a timer-only park (sleep) of g early, with result; false if the
+ * park already ended. Serialised with the G's switch-out by the timer lock. */
+bool gmp_sleep_interrupt(struct g *g, uint64_t seq, int result);
 
 /* thread-specific data (tsd.c) */
 void gmp_tsd_run_destructors(struct g *g);

@@ -46,8 +46,20 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
     return GMP_PARK_INVALID;
   }
   uint64_t seq = ++g->park_seq;
+  bool cancelpt = (reason & GMP_WAIT_CANCELPOINT) != 0;
+  reason &= ~GMP_WAIT_CANCELPOINT;
+  g->park_cancelpt = cancelpt;
   pl_enqueue(b, &g->wait, addr);
-  atomic_store_explicit(&g->park_state, CLAIMABLE(seq), memory_order_release);
+  /* seq_cst store, then the load of cancel_pending: gmp_cancel does the
+   * mirror image, so either it sees us parked or we see its cancel. */
+  atomic_store(&g->park_state, CLAIMABLE(seq));
+  if (cancelpt && !g->cancel_disabled && atomic_load(&g->cancel_pending)) {
+    pl_remove(b, &g->wait);
+    atomic_store(&g->park_state, seq << 1);
+    gmp_spin_unlock(&b->lock);
+    gmp_leave_runtime(p);
+    return GMP_PARK_CANCELED;
+  }
   bool timed = deadline != GMP_NO_DEADLINE;
   if (timed) {
     gmp_spin_lock(&p->timerlock);
@@ -60,6 +72,62 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
   if (timed && r != GMP_PARK_TIMEDOUT)
     gmp_timer_del(g);
   return r;
+}
+
+/* End park seq of g (parked on a bucket) with result, if still possible. */
+static bool bucket_interrupt(struct g *g, uint64_t seq, int result)
+{
+  uint64_t want = CLAIMABLE(seq);
+  const void *addr = g->wait.addr;
+  if (!addr)
+    return false;
+  struct pl_bucket *b = pl_bucket_of(addr);
+  gmp_spin_lock(&b->lock);
+  bool won = atomic_load(&g->park_state) == want && g->wait.addr == addr &&
+             pl_remove(b, &g->wait) && claim(g, seq, result);
+  gmp_spin_unlock(&b->lock);
+  return won;
+}
+
+int gmp_cancel(struct g *g)
+{
+  atomic_store(&g->cancel_pending, 1);
+  if (g->cancel_disabled)
+    return 0;
+  uint64_t st = atomic_load(&g->park_state);
+  if ((st & 1) && g->park_cancelpt) {
+    uint64_t seq = st >> 1;
+    bool won = g->wait.addr ? bucket_interrupt(g, seq, GMP_PARK_CANCELED)
+                            : gmp_sleep_interrupt(g, seq, GMP_PARK_CANCELED);
+    if (won)
+      gmp_ready(g); /* a timed wait's timer is removed by the G itself */
+    return 0;
+  }
+  return gmp_g_ostid(g);
+}
+
+bool gmp_cancel_pending(void)
+{
+  struct g *g = gmp_curg_raw();
+  return !g->cancel_disabled && atomic_load_explicit(&g->cancel_pending, memory_order_relaxed);
+}
+
+void gmp_cancel_state(int *disabled, bool set)
+{
+  struct g *g = gmp_curg_raw();
+  int old = g->cancel_disabled;
+  if (set)
+    g->cancel_disabled = *disabled != 0;
+  *disabled = old;
+}
+
+void gmp_cancel_type(int *async, bool set)
+{
+  struct g *g = gmp_curg_raw();
+  int old = g->cancel_async;
+  if (set)
+    g->cancel_async = *async != 0;
+  *async = old;
 }
 
 static struct g *waiter_g(struct pl_waiter *w)
@@ -141,22 +209,29 @@ static bool unlock_timers(struct g *g, void *arg)
   return true;
 }
 
-void gmp_sleep_until(int64_t deadline)
+int gmp_sleep_until(int64_t deadline)
 {
   struct g *g = gmp_curg_raw();
   if (deadline <= gmp_nanotime()) {
     gmp_yield();
-    return;
+    return GMP_PARK_TIMEDOUT;
   }
   struct p *p = gmp_enter_runtime(g);
   uint64_t seq = ++g->park_seq;
   g->wait.addr = NULL;
-  atomic_store_explicit(&g->park_state, CLAIMABLE(seq), memory_order_release);
+  g->park_cancelpt = true;
+  atomic_store(&g->park_state, CLAIMABLE(seq));
+  if (!g->cancel_disabled && atomic_load(&g->cancel_pending)) {
+    atomic_store(&g->park_state, seq << 1);
+    gmp_leave_runtime(p);
+    return GMP_PARK_CANCELED;
+  }
   /* The timer lock is held until the G has switched out, so the timer
    * cannot fire (and ready the G) while the G is still running. */
   gmp_spin_lock(&p->timerlock);
   gmp_timer_push_locked(p, g, deadline);
   gmp_park_held(unlock_timers, p, GMP_WAIT_SLEEP);
+  return g->park_result;
 }
 
 /* ---- join / detach ----------------------------------------------------- */
@@ -186,7 +261,10 @@ int gmp_join(struct g *g, void **retval, int64_t deadline)
     }
     if (deadline == GMP_TRY)
       return EBUSY;
-    int r = gmp_park_on(&g->joinstate, still_joinable, g, deadline, GMP_WAIT_JOIN);
+    int r = gmp_park_on(&g->joinstate, still_joinable, g, deadline,
+                        GMP_WAIT_JOIN | GMP_WAIT_CANCELPOINT);
+    if (r == GMP_PARK_CANCELED)
+      return ECANCELED;
     if (r == GMP_PARK_TIMEDOUT && atomic_load(&g->joinstate) == JOIN_JOINABLE)
       return ETIMEDOUT;
   }

@@ -732,6 +732,10 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   g->wait.queued = false;
   g->timer.p = NULL;
   g->timer.idx = -1;
+  atomic_store(&g->cancel_pending, 0);
+  g->cancel_disabled = false;
+  g->cancel_async = false;
+  g->park_cancelpt = false;
   atomic_store(&g->joinstate, a->detached ? JOIN_DETACHED : JOIN_JOINABLE);
   gmp_tls_setup(g->tcb, g->tid, g->stack.lo, (size_t)(g->stack.hi - g->stack.lo));
   gmp_ctx_make(&g->ctx, g->stack.hi, gstart, g, g->tcb);
@@ -960,6 +964,10 @@ static void handoffp(struct p *p)
   gmp_lock_release(&gmp_sched.lock);
 }
 
+static void (*cancel_kick)(int ostid);
+
+void gmp_set_cancel_kick(void (*kick)(int ostid)) { cancel_kick = kick; }
+
 static int retake(struct sysmon_p *pd, int64_t now)
 {
   int n = 0;
@@ -999,6 +1007,13 @@ static int retake(struct sysmon_p *pd, int64_t now)
     }
     if (st != P_SYSCALL)
       continue;
+    /* A cancelled G blocked in a system call is interrupted again every
+     * sysmon round: the canceller's signal may have landed just before
+     * the call started. */
+    struct m *sm = p->m;
+    struct g *sg = sm ? sm->curg : NULL;
+    if (cancel_kick && sg && !sg->cancel_disabled && atomic_load(&sg->cancel_pending))
+      cancel_kick(sm->ostid);
     uint64_t t = atomic_load(&p->syscalltick);
     if (pd[i].syscalltick != t) {
       pd[i].syscalltick = t;

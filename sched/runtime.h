@@ -138,8 +138,7 @@ enum waitreason {
  * pthread_join/pthread_detach sees the other's mark and frees it. */
 enum { JOIN_JOINABLE, JOIN_DETACHED, JOIN_EXITED, JOIN_JOINING };
 
-/* park results */
-enum { PARK_WOKEN = 0, PARK_TIMEDOUT = 1 };
+/* park results: see GMP_PARK_* in sched.h */
 
 #define GMP_MAX_NAME 16 /* GMP_MAX_NAME_LEN in sched.h */
 #define GMP_TSD_L1 32 /* second-level TSD blocks of 32 keys: 1024 keys */
@@ -177,6 +176,14 @@ struct g {
   _Atomic uint64_t park_state;
   int park_result;
   struct gtimer timer;
+  bool park_cancelpt;      /* this park is a cancellation point */
+
+  /* Cancellation (pthread_cancel): pending is set by the canceller and
+   * read by the G at its cancellation points; see park.c for the pairing
+   * with park_state that makes a parked G see it. */
+  _Atomic int cancel_pending;
+  bool cancel_disabled;
+  bool cancel_async;
 
   /* Thread-specific data (pthread_key_*), second level allocated lazily. */
   struct tsd_slot tsd0[GMP_TSD_L1];

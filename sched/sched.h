@@ -90,7 +90,7 @@ void gmp_set_exit_hook(void (*hook)(void));
 /* deadline: GMP_NO_DEADLINE, GMP_TRY (don't wait), or monotonic ns. */
 #define GMP_NO_DEADLINE INT64_MAX
 #define GMP_TRY INT64_MIN
-int gmp_join(struct g *g, void **retval, int64_t deadline); /* 0, EBUSY, ETIMEDOUT, EINVAL, EDEADLK */
+int gmp_join(struct g *g, void **retval, int64_t deadline); /* 0, EBUSY, ETIMEDOUT, EINVAL, EDEADLK, ECANCELED (the joiner was cancelled) */
 int gmp_detach(struct g *g);                                /* 0, EINVAL */
 bool gmp_g_alive(struct g *g);
 
@@ -134,6 +134,10 @@ void gmp_for_each_tcb(void (*fn)(void *tcb, void *ctx), void *ctx);
 #define GMP_PARK_WOKEN 0
 #define GMP_PARK_TIMEDOUT 1
 #define GMP_PARK_INVALID 2
+#define GMP_PARK_CANCELED 3
+/* Or'ed into reason: the wait is a cancellation point (pthread_cancel
+ * ends it with GMP_PARK_CANCELED). */
+#define GMP_WAIT_CANCELPOINT 0x100
 enum gmp_reason { GMP_WAIT_MUTEX = 1, GMP_WAIT_COND, GMP_WAIT_RWLOCK, GMP_WAIT_SEM,
                   GMP_WAIT_BARRIER, GMP_WAIT_JOIN, GMP_WAIT_SLEEP, GMP_WAIT_ONCE };
 int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
@@ -142,8 +146,25 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
 int gmp_unpark_one(const void *addr);
 /* Wake every G parked on addr. Returns how many. */
 int gmp_unpark_all(const void *addr);
-/* Sleep until the monotonic deadline. */
-void gmp_sleep_until(int64_t deadline);
+/* Sleep until the monotonic deadline (a cancellation point: returns
+ * GMP_PARK_CANCELED if pthread_cancel ended it, else GMP_PARK_TIMEDOUT). */
+int gmp_sleep_until(int64_t deadline);
+
+/* ---- cancellation --------------------------------------------------------
+ * The runtime keeps the state and ends cancellable waits; preload/ acts on
+ * it (unwinding) with POSIX's rules. */
+/* Mark g cancelled; end its wait if it is parked at a cancellation point.
+ * Returns the kernel tid of the OS thread running g if g is running (the
+ * caller may need to interrupt a system call there), else 0. */
+int gmp_cancel(struct g *g);
+/* Is a cancel pending and enabled for the current G? */
+bool gmp_cancel_pending(void);
+/* Read and optionally set the current G's cancel state and type. */
+void gmp_cancel_state(int *disabled, bool set);
+void gmp_cancel_type(int *async, bool set);
+/* Called by sysmon for every G blocked in a system call with a cancel
+ * pending (to re-interrupt it): installed by preload/. */
+void gmp_set_cancel_kick(void (*kick)(int ostid));
 
 /* ---- thread-specific data ------------------------------------------------ */
 

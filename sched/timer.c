@@ -69,3 +69,24 @@ int gmp_timers_run(struct p *p, int64_t now)
       return total;
   }
 }
+
+bool gmp_sleep_interrupt(struct g *g, uint64_t seq, int result)
+{
+  struct gtimer *t = &g->timer;
+  struct p *p = __atomic_load_n(&t->p, __ATOMIC_ACQUIRE);
+  if (!p)
+    return false; /* fired (or never armed): the park is ending anyway */
+  gmp_spin_lock(&p->timerlock);
+  bool won = false;
+  uint64_t want = (seq << 1) | 1;
+  if (t->p == p && t->seq == seq &&
+      atomic_compare_exchange_strong(&g->park_state, &want, seq << 1)) {
+    th_remove(&p->timers, t);
+    __atomic_store_n(&t->p, NULL, __ATOMIC_RELEASE);
+    update_timer0(p);
+    g->park_result = result;
+    won = true;
+  }
+  gmp_spin_unlock(&p->timerlock);
+  return won;
+}

@@ -1,5 +1,9 @@
 /* cancel_cleanup: pthread_cancel, cancellation points, cleanup handlers.
- * gmp-test: mode=compare
+ * gmp-test: mode=compare maxprocs=default,2
+ *
+ * (Not with GMP_MAXPROCS=1 yet: the last case cancels a thread spinning in
+ * a pure compute loop, and with one P the canceller only runs once the
+ * spinner is preempted, which needs asynchronous preemption, issue 4.)
  *
  * Deferred cancellation of threads blocked in: pthread_cond_wait (the mutex
  * is re-acquired before the cleanup handlers run, and a handler unlocks it),
