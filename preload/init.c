@@ -136,8 +136,8 @@ __attribute__((constructor(101))) static void gmp_init(void)
    * first: the program's own child handlers may already create threads. */
   pthread_atfork(gmp_fork_prepare, gmp_fork_parent, gmp_fork_child);
   if (c.verbose)
-    gmp_printf_err("libgmp %s: on; GMP_MAXPROCS=%d GMP_STACK_SIZE=%zu guardlimit=%ld "
+    gmp_printf_err("libgmp %s: on; GMP_MAXPROCS=%d GMP_STACK_SIZE=%zu guards=%s "
                    "fs-switch=%s glibc=2.36 pid=%d\n", GMP_VERSION, c.maxprocs,
-                   c.stack_size, c.guard_limit,
+                   c.stack_size, gmp_stack_guard_regions() ? "regions" : "mprotect",
                    gmp_cpu_has_fsgsbase() ? "wrfsbase" : "arch_prctl", (int)getpid());
 }

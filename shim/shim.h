@@ -97,11 +97,17 @@ struct gmp_stack {
   size_t maplen;
   size_t guard;       /* bytes of PROT_NONE below lo (0: canary mode) */
   bool user;          /* provided by pthread_attr_setstack: never freed */
+  bool region;        /* guard is a madvise guard region, not an mprotect split */
 };
 
 #define GMP_STACK_CANARY 0x6d67706d67706d67ULL /* "gmpgmpgm" */
 
+/* guard_limit < 0: automatic (guard regions when the kernel has them,
+ * else mprotect guards within a budget derived from vm.max_map_count);
+ * >= 0: mprotect guards for at most that many stacks. */
 void gmp_stack_init(long guard_limit);
+/* Whether stacks get their guard pages as guard regions (Linux >= 6.13). */
+bool gmp_stack_guard_regions(void);
 /* Allocate a stack of (at least) size bytes with a guard of guard bytes
  * (rounded to pages; 0 allowed). Returns 0 or an errno value. */
 int gmp_stack_alloc(struct gmp_stack *s, size_t size, size_t guard);

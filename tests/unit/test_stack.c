@@ -144,6 +144,42 @@ static void test_guard_faults(void **state)
   gmp_stack_free(&s);
 }
 
+/* Guard regions (madvise MADV_GUARD_INSTALL, Linux >= 6.13): stacks are
+ * carved from shared mappings, each keeps a guard that faults, no budget
+ * is consumed, and a freed stack leaves its neighbours intact. */
+static void test_guard_regions(void **state)
+{
+  (void)state;
+  gmp_stack_init(-1);
+  if (!gmp_stack_guard_regions()) {
+    print_message("kernel without MADV_GUARD_INSTALL: guard regions not tested\n");
+    gmp_stack_init(1000);
+    skip();
+  }
+  long c0 = gmp_stack_guarded_count();
+  struct gmp_stack a, b, c;
+  assert_int_equal(gmp_stack_alloc(&a, 64 * 1024, ps), 0);
+  assert_int_equal(gmp_stack_alloc(&b, 64 * 1024, ps), 0);
+  assert_int_equal(gmp_stack_alloc(&c, 64 * 1024, ps), 0);
+  assert_true(a.region && b.region && c.region);
+  assert_int_equal(a.guard, ps);
+  assert_int_equal(gmp_stack_guarded_count(), c0); /* no VMA budget used */
+  assert_ptr_equal(b.map, a.map + a.maplen);       /* carved side by side */
+  memset(b.lo, 0x5a, (size_t)(b.hi - b.lo));
+  assert_int_equal(touch_in_child(b.lo - 1, true), SIGSEGV); /* b's guard */
+  assert_int_equal(touch_in_child(b.lo, true), 0);
+  char *bmap = b.map;
+  gmp_stack_free(&b);
+  assert_false(mapped(bmap, 64 * 1024));
+  /* neighbours still usable */
+  a.hi[-1] = 1;
+  c.lo[0] = 1;
+  assert_int_equal(touch_in_child(c.lo - 1, true), SIGSEGV);
+  gmp_stack_free(&a);
+  gmp_stack_free(&c);
+  gmp_stack_init(1000);
+}
+
 static void test_guard_budget(void **state)
 {
   (void)state;
@@ -345,6 +381,7 @@ int main(void)
       cmocka_unit_test(test_page_size),
       cmocka_unit_test(test_alloc_guarded),
       cmocka_unit_test(test_guard_faults),
+      cmocka_unit_test(test_guard_regions),
       cmocka_unit_test(test_guard_budget),
       cmocka_unit_test(test_no_guard_requested),
       cmocka_unit_test(test_user_and_empty),
