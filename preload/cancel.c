@@ -8,8 +8,8 @@
  * runs its cleanup handlers and C++ destructors (preload/exit.c).
  *
  * A G blocked in a system call is interrupted with SIGURG sent to its OS
- * thread (the handler does nothing, and is installed without SA_RESTART,
- * so the call fails with EINTR and the wrapper acts on the cancel); sysmon
+ * thread (the runtime's handler, sched/preempt.c, is installed without
+ * SA_RESTART, so the call fails with EINTR and the wrapper acts); sysmon
  * repeats the signal while the cancel is pending, which covers a signal
  * that lands just before the call starts. With asynchronous cancellation
  * enabled, the same signal unwinds the G from wherever it was interrupted,
@@ -19,14 +19,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "preload/preload.h"
 
 _Noreturn void gmp_exit_unwind(void *retval);
-
-#define CANCEL_SIGNAL SIGURG
 
 _Noreturn void gmp_cancel_act(void)
 {
@@ -44,13 +40,13 @@ void gmp_testcancel(void)
 
 static void kick(int ostid)
 {
-  gmp_sys3(SYS_tgkill, getpid(), ostid, CANCEL_SIGNAL);
+  gmp_interrupt_ostid(ostid);
 }
 
-static void cancel_handler(int sig, siginfo_t *si, void *uc)
+/* Runs first in the runtime's SIGURG handler, in the interrupted G. */
+static void async_hook(void)
 {
-  struct g *g = gmp_self();
-  if (!g || !gmp_cancel_pending())
+  if (!gmp_cancel_pending())
     return;
   int async = 0;
   gmp_cancel_type(&async, false);
@@ -60,18 +56,7 @@ static void cancel_handler(int sig, siginfo_t *si, void *uc)
 
 void gmp_cancel_init(void)
 {
-  struct sigaction old;
-  if (sigaction(CANCEL_SIGNAL, NULL, &old) != 0)
-    return;
-  /* Leave a handler the program installed before us alone. */
-  if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)
-    return;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = cancel_handler;
-  sa.sa_flags = SA_SIGINFO; /* no SA_RESTART: the blocked call must fail */
-  sigemptyset(&sa.sa_mask);
-  sigaction(CANCEL_SIGNAL, &sa, NULL);
+  gmp_set_async_hook(async_hook);
   gmp_set_cancel_kick(kick);
 }
 

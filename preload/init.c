@@ -66,13 +66,18 @@ static void parse_debug(const char *s, struct gmp_config *c)
         gmp_printf_err("libgmp: GMP_DEBUG guardlimit='%s' is invalid (want %s); using the default\n", v, why);
       else
         c->guard_limit = n;
+    } else if (strcmp(kv, "asyncpreemptoff") == 0) {
+      if ((why = gmp_parse_int(v, 0, 1, &n)))
+        gmp_printf_err("libgmp: GMP_DEBUG asyncpreemptoff='%s' is invalid (want 0 or 1); using 0\n", v);
+      else
+        c->asyncpreemptoff = n != 0;
     } else if (strcmp(kv, "verbose") == 0) {
       if ((why = gmp_parse_int(v, 0, 9, &n)))
         gmp_printf_err("libgmp: GMP_DEBUG verbose='%s' is invalid (want %s); using 0\n", v, why);
       else
         c->verbose = (int)n;
     } else {
-      gmp_printf_err("libgmp: GMP_DEBUG: unknown key '%s' (known: guardlimit, verbose); ignored\n", kv);
+      gmp_printf_err("libgmp: GMP_DEBUG: unknown key '%s' (known: asyncpreemptoff, guardlimit, verbose); ignored\n", kv);
     }
   }
 }

@@ -44,18 +44,29 @@
 
 /* Define name(params) as: real call inside entersyscall/exitsyscall when
  * called from a G, straight through otherwise. errno is the call's. */
+/* After EINTR: act on a cancel, or, if the runtime's own SIGURG (a
+ * preemption request that found the G in the kernel) caused it, restart
+ * the call as SA_RESTART would; the program's signals still interrupt. */
+static inline bool retry_eintr(void)
+{
+  gmp_testcancel();
+  return gmp_eintr_was_ours();
+}
+
 #define BLOCKING(ret, name, params, args)                                   \
   GMP_EXPORT ret name params                                                \
   {                                                                         \
     if (!gmp_self())                                                        \
       return NEXT(name) args;                                               \
     gmp_testcancel();                                                       \
-    gmp_entersyscall();                                                     \
-    ret r_ = NEXT(name) args;                                               \
-    int e_ = errno;                                                         \
-    gmp_exitsyscall();                                                      \
-    if (r_ == (ret)-1 && e_ == EINTR)                                       \
-      gmp_testcancel(); /* interrupted by pthread_cancel's signal */        \
+    ret r_;                                                                 \
+    int e_;                                                                 \
+    do {                                                                    \
+      gmp_entersyscall();                                                   \
+      r_ = NEXT(name) args;                                                 \
+      e_ = errno;                                                           \
+      gmp_exitsyscall();                                                    \
+    } while (r_ == (ret)-1 && e_ == EINTR && retry_eintr());                \
     errno = e_;                                                             \
     return r_;                                                              \
   }
@@ -74,11 +85,11 @@
       r_ = gmp_sys6(nr, __VA_ARGS__);                                       \
     } else {                                                                \
       gmp_testcancel();                                                     \
-      gmp_entersyscall();                                                   \
-      r_ = gmp_sys6(nr, __VA_ARGS__);                                       \
-      gmp_exitsyscall();                                                    \
-      if (r_ == -EINTR)                                                     \
-        gmp_testcancel(); /* interrupted by pthread_cancel's signal */      \
+      do {                                                                  \
+        gmp_entersyscall();                                                 \
+        r_ = gmp_sys6(nr, __VA_ARGS__);                                     \
+        gmp_exitsyscall();                                                  \
+      } while (r_ == -EINTR && retry_eintr());                              \
     }                                                                       \
     if (r_ < 0 && r_ > -4096) {                                             \
       errno = (int)-r_;                                                     \

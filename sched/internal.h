@@ -37,6 +37,12 @@ void gmp_timer_fire(struct g *g, uint64_t seq); /* park.c */
  * park already ended. Serialised with the G's switch-out by the timer lock. */
 bool gmp_sleep_interrupt(struct g *g, uint64_t seq, int result);
 
+/* preemption (preempt.c) */
+void gmp_preempt_init(bool enable);
+void gmp_preempt_thread_init(void);
+bool gmp_preempt_enabled(void);
+void gmp_preempt_request(struct p *p, struct m *m, uint64_t tick);
+
 /* thread-specific data (tsd.c) */
 void gmp_tsd_run_destructors(struct g *g);
 void gmp_tsd_clear(struct g *g);

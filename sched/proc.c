@@ -981,6 +981,13 @@ static int retake(struct sysmon_p *pd, int64_t now)
        * a raw futex). If work waits for its P, hand the P over. */
       uint64_t tick = p->schedtick;
       struct m *pm = p->m;
+      /* A G with an asynchronous cancel pending acts on it in the
+       * SIGURG handler: make sure one arrives even if the canceller
+       * found it not running (preempted, then resumed). */
+      struct g *cg = pm ? pm->curg : NULL;
+      if (cancel_kick && cg && cg->cancel_async && !cg->cancel_disabled &&
+          atomic_load(&cg->cancel_pending))
+        cancel_kick(pm->ostid);
       if (pd[i].schedtick != tick || !pm) {
         pd[i].schedtick = tick;
         pd[i].schedwhen = now;
@@ -991,9 +998,14 @@ static int retake(struct sysmon_p *pd, int64_t now)
         continue;
       int64_t cpu = thread_cpu_ns(pm->ostid);
       if (cpu < 0 || pd[i].cpu < 0 || cpu - pd[i].cpu > (now - pd[i].schedwhen) / 8) {
-        /* running, not blocked (a CPU hog: the preemption's business) */
-        pd[i].schedwhen = now;
-        pd[i].cpu = cpu;
+        /* On CPU, not blocked: a G hogging its P. After 10 ms, ask it to
+         * yield (it is re-asked every 10 ms while it keeps the P). */
+        if (now - pd[i].schedwhen >= 10000000) {
+          gmp_preempt_request(p, pm, tick);
+          pd[i].schedwhen = now;
+          pd[i].cpu = cpu;
+          n++;
+        }
         continue;
       }
       int s = P_USER;
@@ -1159,6 +1171,7 @@ static void *mstart_thread(void *arg)
   g0->tcb = m->g0.fs;
   gmp_tcb_slot_set(m->g0.fs, (void *)((uintptr_t)g0 | GMP_SLOT_G0));
   pthread_sigmask(SIG_SETMASK, &m_sigmask, NULL);
+  gmp_preempt_thread_init();
   if (m->nextp) {
     acquirep(m, m->nextp);
     m->nextp = NULL;
@@ -1362,6 +1375,9 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
   acquirep(&m0, &gmp_allp[0]);
   for (int i = gmp_nprocs - 1; i >= 1; i--)
     pidleput(&gmp_allp[i]);
+
+  /* The SIGURG handler and M0's signal stack, before any other M exists. */
+  gmp_preempt_init(!cfg.asyncpreemptoff);
 
   /* One idle M per other P, started now from the main thread's genuine
    * NPTL context rather than later from a G. */

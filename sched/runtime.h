@@ -220,6 +220,17 @@ struct m {
   void *unlockarg;
   uint64_t rand;
   void *g0_stack;          /* M0 only: g0 runs on a runtime stack */
+
+  /* Asynchronous preemption (preempt.c). sysmon sets preempt_tick to the
+   * P's schedtick it saw, then preempt_req, then signals; the handler acts
+   * only if the P is still on that tick (else the G it meant to stop has
+   * already yielded: a stale request, dropped). */
+  _Atomic int preempt_req;
+  uint64_t preempt_tick;
+  uintptr_t preempt_rip;   /* the interrupted pc, for the trampoline */
+  _Atomic int in_preempt;  /* injected, not yet resumed: no second one */
+  _Atomic int urg_seen;    /* a SIGURG ran here: EINTR may be ours */
+  uint64_t n_preempt;
 };
 
 /* ---- P ---------------------------------------------------------------- */

@@ -22,6 +22,7 @@ struct g;
 
 struct gmp_config {
   int maxprocs;          /* number of Ps */
+  bool asyncpreemptoff;  /* GMP_DEBUG=asyncpreemptoff=1 */
   size_t stack_size;     /* default G stack size */
   long guard_limit;      /* stacks with a guard page; -1: from max_map_count */
   int verbose;
@@ -165,6 +166,14 @@ void gmp_cancel_type(int *async, bool set);
 /* Called by sysmon for every G blocked in a system call with a cancel
  * pending (to re-interrupt it): installed by preload/. */
 void gmp_set_cancel_kick(void (*kick)(int ostid));
+/* The runtime's SIGURG handler calls this first, in the interrupted G
+ * (preload/ uses it for asynchronous cancellation). */
+void gmp_set_async_hook(void (*hook)(void));
+/* SIGURG is the runtime's interrupt: preemption and cancellation kicks. */
+void gmp_interrupt_ostid(int ostid);
+/* After a wrapped call failed with EINTR: was it (possibly) the runtime's
+ * own SIGURG rather than the program's signal? Clears the mark. */
+bool gmp_eintr_was_ours(void);
 
 /* ---- thread-specific data ------------------------------------------------ */
 

@@ -85,6 +85,20 @@ void gmp_ctx_switch_init(void);
 void gmp_ctx_make(struct gmp_ctx *c, void *stack_top, void (*fn)(void *),
                   void *arg, void *tcb);
 
+/* ---- preemption support (shim/ranges.c, shim/preempt_x86_64.S) ------- */
+
+/* Build (again, after dlopen) the set of code ranges where a G may be
+ * interrupted and switched: false on out of memory. */
+bool gmp_ranges_build(void);
+/* Is pc a safe point? Async-signal-safe. */
+bool gmp_pc_safe(uintptr_t pc);
+/* Detect xsave and the size of the state it saves; false: unsupported. */
+bool gmp_xsave_init(void);
+/* The trampoline the signal handler redirects a G to. It calls
+ * gmp_preempt_enter() (returns the interrupted rip) and gmp_preempt_yield(),
+ * both provided by sched/. */
+void gmp_preempt_tramp(void);
+
 /* ---- stacks (shim/stack.c) ------------------------------------------- */
 
 /* A G stack: [lo, hi) usable; an optional PROT_NONE guard page below lo.

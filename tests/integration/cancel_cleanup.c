@@ -1,9 +1,9 @@
 /* cancel_cleanup: pthread_cancel, cancellation points, cleanup handlers.
- * gmp-test: mode=compare maxprocs=default,2
+ * gmp-test: mode=compare
  *
- * (Not with GMP_MAXPROCS=1 yet: the last case cancels a thread spinning in
- * a pure compute loop, and with one P the canceller only runs once the
- * spinner is preempted, which needs asynchronous preemption, issue 4.)
+ * (With GMP_MAXPROCS=1, the last case, cancelling a thread spinning in a
+ * pure compute loop, relies on asynchronous preemption: the canceller only
+ * runs once the spinner has been preempted.)
  *
  * Deferred cancellation of threads blocked in: pthread_cond_wait (the mutex
  * is re-acquired before the cleanup handlers run, and a handler unlocks it),
