@@ -182,6 +182,8 @@ static void print_help(void)
 "                        memory mapping each; on older kernels, mprotect\n"
 "                        guards within a budget derived from\n"
 "                        vm.max_map_count.\n"
+"          asyncpreemptoff=1  no asynchronous preemption of threads that\n"
+"                        compute for over 10 ms (as Go's GODEBUG).\n"
 "          verbose=1     verbose output, as with GMP_VERBOSE=1.\n"
 "\n"
 "    GMP_VERBOSE=1\n"
@@ -318,7 +320,7 @@ static void check_debug(const char *s)
 {
     if (*s == '\0')
         die(EXIT_USAGE, "--debug: empty; expected KEY=VALUE[,KEY=VALUE...] "
-            "(keys: guardlimit, verbose)");
+            "(keys: asyncpreemptoff, guardlimit, verbose)");
 
     /* Walked by hand, not with strtok, so that "a=1,,b=2" is an error. */
     char *copy = xstrdup(s);
@@ -331,7 +333,7 @@ static void check_debug(const char *s)
         char *eq = strchr(item, '=');
         if (!eq || eq == item || eq[1] == '\0')
             die(EXIT_USAGE, "--debug: '%s'%s%s%s is not KEY=VALUE "
-                "(keys: guardlimit, verbose)", item,
+                "(keys: asyncpreemptoff, guardlimit, verbose)", item,
                 strcmp(item, s) ? " (in '" : "", strcmp(item, s) ? s : "",
                 strcmp(item, s) ? "')" : "");
         *eq = '\0';
@@ -348,13 +350,17 @@ static void check_debug(const char *s)
             if (!parse_number(val, &v) || v > 1000000000ULL)
                 die(EXIT_USAGE, "--debug: guardlimit: '%s' is not a number "
                     "in 0..1000000000", val);
+        } else if (strcmp(key, "asyncpreemptoff") == 0) {
+            if (!parse_number(val, &v) || v > 1)
+                die(EXIT_USAGE, "--debug: asyncpreemptoff: '%s' is not 0 "
+                    "or 1", val);
         } else if (strcmp(key, "verbose") == 0) {
             if (!parse_number(val, &v) || v > 9)
                 die(EXIT_USAGE, "--debug: verbose: '%s' is not a number "
                     "in 0..9", val);
         } else {
             msg("warning: --debug: unknown key '%s' (known: guardlimit, "
-                "verbose); passing it on", key);
+                "verbose, asyncpreemptoff); passing it on", key);
         }
 
         if (!comma)
