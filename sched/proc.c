@@ -71,6 +71,16 @@ struct g *gmp_g_of(pthread_t t)
 }
 
 pthread_t gmp_g_pthread(struct g *g) { return (pthread_t)g->tcb; }
+
+void gmp_g_info(struct g *g, struct gmp_ginfo *out)
+{
+  out->id = g->goid;
+  out->start = g->fn;
+  out->stack_lo = g->stack.lo;
+  out->stack_hi = g->stack.hi;
+  out->guard = g->stack.guard;
+  out->is_main = g->is_main;
+}
 bool gmp_g_is_main(struct g *g) { return g->is_main; }
 int gmp_g_tid(struct g *g) { return g->tid; }
 int gmp_procs(void) { return gmp_nprocs; }

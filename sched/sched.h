@@ -125,6 +125,16 @@ void gmp_exitsyscall(void);
  * the main G, M0's scheduler context). */
 void gmp_for_each_tcb(void (*fn)(void *tcb, void *ctx), void *ctx);
 
+/* For crash reports: what the runtime knows of g (async-signal-safe). */
+struct gmp_ginfo {
+  uint64_t id;
+  void *(*start)(void *);
+  void *stack_lo, *stack_hi;
+  size_t guard;
+  bool is_main;
+};
+void gmp_g_info(struct g *g, struct gmp_ginfo *out);
+
 /* ---- parking ------------------------------------------------------------ */
 
 /* Park the current G on addr. validate(arg) runs with the address's queue

@@ -61,6 +61,23 @@ cc -O2 -pthread "$tmp/alive.c" -o "$tmp/alive"
 n=$(GMP_MAXPROCS=2 LD_PRELOAD=$lib "$tmp/alive")
 check "200 threads alive on $n OS threads (<= GMP_MAXPROCS + 2 = 4)" "[ '$n' -le 4 ]"
 
+# A crash names the thread; a stack overflow says so; the process still
+# dies of SIGSEGV as natively.
+cat > "$tmp/so.c" <<'C'
+#include <pthread.h>
+static int deep(int n) { volatile char buf[1024]; buf[0] = (char)n; return n ? deep(n - 1) + buf[0] : 0; }
+static void *overflow_here(void *a) { return (void *)(long)deep(1 << 20); }
+int main(void) {
+  pthread_attr_t at; pthread_attr_init(&at); pthread_attr_setstacksize(&at, 256 * 1024);
+  pthread_t t; pthread_create(&t, &at, overflow_here, 0); pthread_join(t, 0); return 0;
+}
+C
+cc -O0 -pthread "$tmp/so.c" -o "$tmp/so"
+(ulimit -c 0; LD_PRELOAD=$lib "$tmp/so" 2> "$tmp/err"); rc=$?
+check "stack overflow in a thread: dies of SIGSEGV (exit $rc)" "[ $rc -eq 139 ]"
+check "stack overflow: the report names the thread and the overflow" \
+  "grep -q 'fatal signal SIGSEGV in thread G2 .*stack overflow' '$tmp/err'"
+
 # gmp-run: help, preload, refusals.
 run=$build/gmp-run
 check "gmp-run --help documents every knob" \
