@@ -13,7 +13,7 @@
 #   BENCH_TIMEOUT=30     seconds before a run is killed (timeout(1))
 #   BENCH_ONLY=REGEX     run only the jobs whose name matches (extended regex;
 #                        jobs: cj_seq cj_burst pingpong mutex2 mutex16
-#                        mutex1000 sleep)
+#                        mutex1000 sleep syscall wake0 wake4
 #   BENCH_SETTLE=0.2     seconds of pause after each run (lets the kernel finish
 #                        tearing down the last run's threads)
 #   BENCH_NO_GMP=1       run even without libgmp.so (its column shows n/a)
@@ -115,6 +115,9 @@ JOBS=(
 	"mutex16|mutex_contended 16 2000000|mutex 16 2000000|1"
 	"mutex1000|mutex_contended 1000 2000000|mutex 1000 2000000|1"
 	"sleep|sleep_storm 10000 20 1000 64|sleepstorm 10000 20 1000|1"
+	"syscall|syscall_read 2000000|readzero 2000000|0"
+	"wake0|wakeup_latency 0 500|wakeup 0 500|0"
+	"wake4|wakeup_latency 4 300|wakeup 4 300|0"
 )
 # row: job | RESULT bench | RESULT metric | label
 ROWS=(
@@ -132,6 +135,12 @@ ROWS=(
 	"sleep|sleepstorm|late_p50|… sleep lateness p50"
 	"sleep|sleepstorm|late_p99|… sleep lateness p99"
 	"sleep|sleepstorm|threads|… max OS threads"
+	"syscall|syscall_read|per_op|read(2) of 1 byte from /dev/zero (2 threads alive), per call"
+	"wake0|wakeup_h0|p50|1 ms sleeper alone: wake-up lateness p50"
+	"wake0|wakeup_h0|p99|… p99"
+	"wake4|wakeup_h4|p50|1 ms sleeper beside 4 spinning threads: lateness p50"
+	"wake4|wakeup_h4|p99|… p99"
+	"wake4|wakeup_h4|max|… max"
 )
 VARIANTS=(native libgmp go)
 

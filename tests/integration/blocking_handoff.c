@@ -104,6 +104,7 @@ static const char *volatile current_case = "setup";
 
 static void on_alarm(int sig)
 {
+    (void)sig;
     static const char pre[] = "FAIL: not finished after " STR(ALARM_S) " s, stuck in case ";
     static const char post[] =
         "\n(a blocked thread kept its P: the helper that would unblock it, "
@@ -124,6 +125,7 @@ static atomic_int stop_ticker;
 
 static void *ticker(void *arg)
 {
+    (void)arg;
     struct timespec ts = {0, TICK_NS};
     while (!atomic_load(&stop_ticker)) {
         nanosleep(&ts, NULL);
@@ -164,6 +166,7 @@ static int fifo_wfd;
 
 static void *fifo_writer(void *arg)
 {
+    (void)arg;
     sleep_s(1.0);
     char c = 'x';
     CHECK(write(fifo_wfd, &c, 1) == 1, "write to FIFO: %s", strerror(errno));
@@ -292,6 +295,7 @@ static unsigned char pattern(long i) { return (unsigned char)(i * 7 + (i >> 12))
 
 static void *pipe_reader(void *arg)
 {
+    (void)arg;
     sleep_s(1.0);
     unsigned char buf[16384];
     for (;;) {

@@ -26,6 +26,8 @@ import (
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: gobench createjoin-seq [N]
+       gobench readzero [N]
+       gobench wakeup [HOGS [N]]
        gobench createjoin-burst [K [R]]
        gobench condpingpong [N]
        gobench mutex T [TOTAL]
@@ -258,6 +260,62 @@ func sleepStorm(nthreads, iters, sleepUS int64) {
 	result("sleepstorm", "threads", "%d", peak, "count")
 }
 
+// readZero: read(2) of 1 byte from /dev/zero through the os package (Go's
+// netpoller-aware file path, blocking syscalls with entersyscall).
+func readZero(n int) {
+	f, err := os.Open("/dev/zero")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer f.Close()
+	buf := make([]byte, 1)
+	for i := 0; i < n/10; i++ {
+		f.Read(buf)
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if k, err := f.Read(buf); k != 1 || err != nil {
+			fmt.Fprintln(os.Stderr, "read failed")
+			os.Exit(1)
+		}
+	}
+	ns := float64(time.Since(start).Nanoseconds()) / float64(n)
+	result("syscall_read", "per_op", "%.1f", ns, "ns")
+}
+
+// wakeup: a goroutine sleeping 1 ms in a loop beside hogs spinning goroutines.
+func wakeup(hogs, n int) {
+	var stop int32
+	var wg sync.WaitGroup
+	for i := 0; i < hogs; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := 1.0
+			for atomic.LoadInt32(&stop) == 0 {
+				for j := 0; j < 1000; j++ {
+					x = x*1.0000001 + 0.5
+				}
+			}
+			_ = x
+		}()
+	}
+	late := make([]float64, n)
+	for i := 0; i < n; i++ {
+		a := time.Now()
+		time.Sleep(time.Millisecond)
+		late[i] = float64(time.Since(a).Nanoseconds())/1e3 - 1000.0
+	}
+	atomic.StoreInt32(&stop, 1)
+	wg.Wait()
+	sort.Float64s(late)
+	name := fmt.Sprintf("wakeup_h%d", hogs)
+	result(name, "p50", "%.1f", late[n/2], "us")
+	result(name, "p99", "%.1f", late[n*99/100], "us")
+	result(name, "max", "%.1f", late[n-1], "us")
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		usage()
@@ -280,6 +338,10 @@ func main() {
 	case "sleepstorm":
 		sleepStorm(argInt(args, 0, "THREADS", 10000, 1, 1000000), argInt(args, 1, "ITERS", 20, 1, 1000000),
 			argInt(args, 2, "SLEEP_US", 1000, 0, 999999))
+	case "readzero":
+		readZero(int(argInt(args, 0, "N", 2000000, 1, big)))
+	case "wakeup":
+		wakeup(int(argInt(args, 0, "HOGS", 4, 0, 1000)), int(argInt(args, 1, "N", 500, 1, 1000000)))
 	default:
 		usage()
 	}
