@@ -67,6 +67,11 @@ static void parse_debug(const char *s, struct gmp_config *c)
         gmp_printf_err("libgmp: GMP_DEBUG guardlimit='%s' is invalid (want %s); using the default\n", v, why);
       else
         c->guard_limit = n;
+    } else if (strcmp(kv, "maxthreads") == 0) {
+      if ((why = gmp_parse_int(v, 2, 1000000, &n)))
+        gmp_printf_err("libgmp: GMP_DEBUG maxthreads='%s' is invalid (want %s); using 10000\n", v, why);
+      else
+        c->maxthreads = (int)n;
     } else if (strcmp(kv, "asyncpreemptoff") == 0) {
       if ((why = gmp_parse_int(v, 0, 1, &n)))
         gmp_printf_err("libgmp: GMP_DEBUG asyncpreemptoff='%s' is invalid (want 0 or 1); using 0\n", v);
@@ -78,7 +83,7 @@ static void parse_debug(const char *s, struct gmp_config *c)
       else
         c->verbose = (int)n;
     } else {
-      gmp_printf_err("libgmp: GMP_DEBUG: unknown key '%s' (known: asyncpreemptoff, guardlimit, verbose); ignored\n", kv);
+      gmp_printf_err("libgmp: GMP_DEBUG: unknown key '%s' (known: asyncpreemptoff, guardlimit, maxthreads, verbose); ignored\n", kv);
     }
   }
 }
@@ -97,6 +102,7 @@ __attribute__((constructor(101))) static void gmp_init(void)
       .maxprocs = gmp_default_procs(),
       .stack_size = gmp_default_stack(),
       .guard_limit = -1,
+      .maxthreads = 10000,
       .verbose = 0,
   };
   const char *v, *why;

@@ -1193,6 +1193,18 @@ static void *mstart_thread(void *arg)
 
 static int newm(struct p *p, bool spinning)
 {
+  /* Ms pile up only while threads block in system calls. Past the limit,
+   * say so once and let the P wait for an M to come back, instead of
+   * letting the process run into pid_max or memory limits. */
+  static _Atomic int warned;
+  if (cfg.maxthreads > 0 && gmp_sched.mcount >= cfg.maxthreads) {
+    if (!atomic_exchange(&warned, 1))
+      gmp_printf_err("libgmp: reached the limit of %d OS threads (GMP_DEBUG=maxthreads=%d): "
+                     "threads blocked in system calls hold them; the others wait until one "
+                     "returns (raise the limit if the program stalls)\n",
+                     cfg.maxthreads, cfg.maxthreads);
+    return EAGAIN;
+  }
   struct m *m = calloc(1, sizeof *m);
   if (!m)
     return ENOMEM;

@@ -23,6 +23,7 @@ struct g;
 struct gmp_config {
   int maxprocs;          /* number of Ps */
   bool asyncpreemptoff;  /* GMP_DEBUG=asyncpreemptoff=1 */
+  int maxthreads;        /* GMP_DEBUG=maxthreads=N: limit on Ms (Go: 10000) */
   size_t stack_size;     /* default G stack size */
   long guard_limit;      /* stacks with a guard page; -1: from max_map_count */
   int verbose;

@@ -184,6 +184,9 @@ static void print_help(void)
 "                        vm.max_map_count.\n"
 "          asyncpreemptoff=1  no asynchronous preemption of threads that\n"
 "                        compute for over 10 ms (as Go's GODEBUG).\n"
+"          maxthreads=N  at most N OS threads (default 10000): threads\n"
+"                        blocked in system calls each hold one; at the\n"
+"                        limit the others wait for one to return.\n"
 "          verbose=1     verbose output, as with GMP_VERBOSE=1.\n"
 "\n"
 "    GMP_VERBOSE=1\n"
@@ -320,7 +323,7 @@ static void check_debug(const char *s)
 {
     if (*s == '\0')
         die(EXIT_USAGE, "--debug: empty; expected KEY=VALUE[,KEY=VALUE...] "
-            "(keys: asyncpreemptoff, guardlimit, verbose)");
+            "(keys: asyncpreemptoff, guardlimit, maxthreads, verbose)");
 
     /* Walked by hand, not with strtok, so that "a=1,,b=2" is an error. */
     char *copy = xstrdup(s);
@@ -333,7 +336,7 @@ static void check_debug(const char *s)
         char *eq = strchr(item, '=');
         if (!eq || eq == item || eq[1] == '\0')
             die(EXIT_USAGE, "--debug: '%s'%s%s%s is not KEY=VALUE "
-                "(keys: asyncpreemptoff, guardlimit, verbose)", item,
+                "(keys: asyncpreemptoff, guardlimit, maxthreads, verbose)", item,
                 strcmp(item, s) ? " (in '" : "", strcmp(item, s) ? s : "",
                 strcmp(item, s) ? "')" : "");
         *eq = '\0';
@@ -350,6 +353,10 @@ static void check_debug(const char *s)
             if (!parse_number(val, &v) || v > 1000000000ULL)
                 die(EXIT_USAGE, "--debug: guardlimit: '%s' is not a number "
                     "in 0..1000000000", val);
+        } else if (strcmp(key, "maxthreads") == 0) {
+            if (!parse_number(val, &v) || v < 2 || v > 1000000)
+                die(EXIT_USAGE, "--debug: maxthreads: '%s' is not a number "
+                    "in 2..1000000", val);
         } else if (strcmp(key, "asyncpreemptoff") == 0) {
             if (!parse_number(val, &v) || v > 1)
                 die(EXIT_USAGE, "--debug: asyncpreemptoff: '%s' is not 0 "
@@ -360,7 +367,7 @@ static void check_debug(const char *s)
                     "in 0..9", val);
         } else {
             msg("warning: --debug: unknown key '%s' (known: guardlimit, "
-                "verbose, asyncpreemptoff); passing it on", key);
+                "maxthreads, verbose, asyncpreemptoff); passing it on", key);
         }
 
         if (!comma)
