@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
 #include <unistd.h>
 
 #include <dlfcn.h>
@@ -145,6 +147,12 @@ BLOCKING(int, sigtimedwait, (const sigset_t *s, siginfo_t *i, const struct times
          (s, i, t))
 BLOCKING(int, pause, (void), ())
 BLOCKING(int, sigsuspend, (const sigset_t *s), (s))
+BLOCKING(int, sync_file_range, (int fd, off64_t o, off64_t n, unsigned f), (fd, o, n, f))
+BLOCKING(ssize_t, msgrcv, (int id, void *p, size_t n, long t, int f), (id, p, n, t, f))
+BLOCKING(int, msgsnd, (int id, const void *p, size_t n, int f), (id, p, n, f))
+BLOCKING(int, semop, (int id, struct sembuf *o, size_t n), (id, o, n))
+BLOCKING(int, semtimedop, (int id, struct sembuf *o, size_t n, const struct timespec *t),
+         (id, o, n, t))
 /* fortified variants */
 BLOCKING(ssize_t, __read_chk, (int fd, void *b, size_t n, size_t bl), (fd, b, n, bl))
 BLOCKING(ssize_t, __pread_chk, (int fd, void *b, size_t n, off_t o, size_t bl),
@@ -213,3 +221,47 @@ GMP_EXPORT int fcntl(int fd, int cmd, ...)
 }
 
 GMP_EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+
+/* syscall(2) itself: programs (and libraries such as InnoDB) make raw
+ * futex waits and the like with it. The numbers that can block for long
+ * run inside entersyscall/exitsyscall; any other passes straight through.
+ * All six argument registers are forwarded, as glibc's syscall() does. */
+static bool may_block(long nr, long a1)
+{
+  switch (nr) {
+  case SYS_futex: {
+    int op = (int)a1 & 0x7f; /* without FUTEX_PRIVATE_FLAG / CLOCK_REALTIME */
+    return op == 0 /* WAIT */ || op == 9 /* WAIT_BITSET */ || op == 6 /* LOCK_PI */ ||
+           op == 11 /* WAIT_REQUEUE_PI */ || op == 13 /* LOCK_PI2 */;
+  }
+  case SYS_read: case SYS_write: case SYS_readv: case SYS_writev:
+  case SYS_pread64: case SYS_pwrite64: case SYS_recvfrom: case SYS_sendto:
+  case SYS_recvmsg: case SYS_sendmsg: case SYS_accept: case SYS_accept4:
+  case SYS_connect: case SYS_poll: case SYS_ppoll: case SYS_select:
+  case SYS_pselect6: case SYS_epoll_wait: case SYS_epoll_pwait:
+  case SYS_wait4: case SYS_waitid: case SYS_nanosleep: case SYS_clock_nanosleep:
+  case SYS_fsync: case SYS_fdatasync: case SYS_flock: case SYS_msgrcv:
+  case SYS_msgsnd: case SYS_semop: case SYS_semtimedop: case SYS_io_getevents:
+  case SYS_rt_sigtimedwait: case SYS_pause: case SYS_openat: case SYS_open:
+    return true;
+  default:
+    return false;
+  }
+}
+
+GMP_EXPORT long syscall(long nr, ...)
+{
+  va_list ap;
+  va_start(ap, nr);
+  long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
+  long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+  va_end(ap);
+  if (!gmp_self() || !may_block(nr, a1))
+    return NEXT(syscall)(nr, a1, a2, a3, a4, a5, a6);
+  gmp_entersyscall();
+  long r = NEXT(syscall)(nr, a1, a2, a3, a4, a5, a6);
+  int e = errno;
+  gmp_exitsyscall();
+  errno = e;
+  return r;
+}
