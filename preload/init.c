@@ -47,6 +47,13 @@ static int count_threads(void)
 
 /* GMP_DEBUG=key=value,key=value (GODEBUG style). Unknown keys are
  * reported once each and ignored. */
+static bool stats;
+
+static void print_stats(void)
+{
+  gmp_stats_print();
+}
+
 static void parse_debug(const char *s, struct gmp_config *c)
 {
   char buf[512];
@@ -67,6 +74,18 @@ static void parse_debug(const char *s, struct gmp_config *c)
         gmp_printf_err("libgmp: GMP_DEBUG guardlimit='%s' is invalid (want %s); using the default\n", v, why);
       else
         c->guard_limit = n;
+    } else if (strcmp(kv, "schedtrace") == 0) {
+      if ((why = gmp_parse_int(v, 0, 3600000, &n)))
+        gmp_printf_err("libgmp: GMP_DEBUG schedtrace='%s' is invalid (want %s milliseconds); off\n", v, why);
+      else
+        c->schedtrace_ms = (int)n;
+    } else if (strcmp(kv, "scheddetail") == 0 || strcmp(kv, "stats") == 0) {
+      if ((why = gmp_parse_int(v, 0, 1, &n)))
+        gmp_printf_err("libgmp: GMP_DEBUG %s='%s' is invalid (want 0 or 1); using 0\n", kv, v);
+      else if (strcmp(kv, "scheddetail") == 0)
+        c->scheddetail = n != 0;
+      else
+        stats = n != 0;
     } else if (strcmp(kv, "maxthreads") == 0) {
       if ((why = gmp_parse_int(v, 2, 1000000, &n)))
         gmp_printf_err("libgmp: GMP_DEBUG maxthreads='%s' is invalid (want %s); using 10000\n", v, why);
@@ -83,7 +102,7 @@ static void parse_debug(const char *s, struct gmp_config *c)
       else
         c->verbose = (int)n;
     } else {
-      gmp_printf_err("libgmp: GMP_DEBUG: unknown key '%s' (known: asyncpreemptoff, guardlimit, maxthreads, verbose); ignored\n", kv);
+      gmp_printf_err("libgmp: GMP_DEBUG: unknown key '%s' (known: asyncpreemptoff, guardlimit, maxthreads, schedtrace, scheddetail, stats, verbose); ignored\n", kv);
     }
   }
 }
@@ -124,6 +143,7 @@ __attribute__((constructor(101))) static void gmp_init(void)
   }
   if ((v = getenv("GMP_DEBUG")) && *v)
     parse_debug(v, &c);
+  c.tracefile = getenv("GMP_TRACEFILE");
   if (truthy("GMP_VERBOSE", getenv("GMP_VERBOSE")) && c.verbose == 0)
     c.verbose = 1;
 
@@ -142,6 +162,8 @@ __attribute__((constructor(101))) static void gmp_init(void)
     gmp_printf_err("libgmp: disabled, running on native threads: %s\n", fail);
     return;
   }
+  if (stats)
+    atexit(print_stats);
   gmp_set_exit_hook(gmp_mutex_thread_exit);
   gmp_cancel_init();
   gmp_crash_init();

@@ -43,6 +43,10 @@ void gmp_preempt_thread_init(void);
 bool gmp_preempt_enabled(void);
 void gmp_preempt_request(struct p *p, struct m *m, uint64_t tick);
 
+/* schedtrace and stats (trace.c) */
+void gmp_schedtrace(int64_t since_start_ms, bool detail);
+void gmp_trace_open(const char *path);
+
 /* thread-specific data (tsd.c) */
 void gmp_tsd_run_destructors(struct g *g);
 void gmp_tsd_clear(struct g *g);

@@ -1067,10 +1067,16 @@ static void *sysmon_main(void *arg)
   /* sysmon is not an M: its own TCB slot stays 0. */
   int64_t delay = 20000;
   int idle = 0;
+  int64_t start = gmp_nanotime(), last_trace = start;
+  int64_t trace_ns = (int64_t)cfg.schedtrace_ms * 1000000;
   for (;;) {
     struct timespec ts = {0, delay};
     gmp_sys2(SYS_nanosleep, &ts, NULL);
     int64_t now = gmp_nanotime();
+    if (trace_ns && now - last_trace >= trace_ns) {
+      gmp_schedtrace((now - start) / 1000000, cfg.scheddetail);
+      last_trace = now;
+    }
     if (retake(pd, now) > 0)
       idle = 0;
     else
@@ -1081,6 +1087,8 @@ static void *sysmon_main(void *arg)
       delay *= 2;
     if (delay > 10000000)
       delay = 10000000;
+    if (trace_ns && delay > trace_ns / 2)
+      delay = trace_ns / 2;
   }
   return NULL;
 }
@@ -1400,6 +1408,7 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
 
   /* The SIGURG handler and M0's signal stack, before any other M exists. */
   gmp_preempt_init(!cfg.asyncpreemptoff);
+  gmp_trace_open(cfg.tracefile);
 
   /* One idle M per other P, started now from the main thread's genuine
    * NPTL context rather than later from a G. */

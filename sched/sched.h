@@ -24,6 +24,9 @@ struct gmp_config {
   int maxprocs;          /* number of Ps */
   bool asyncpreemptoff;  /* GMP_DEBUG=asyncpreemptoff=1 */
   int maxthreads;        /* GMP_DEBUG=maxthreads=N: limit on Ms (Go: 10000) */
+  int schedtrace_ms;     /* GMP_DEBUG=schedtrace=MS, 0: off */
+  bool scheddetail;      /* GMP_DEBUG=scheddetail=1 */
+  const char *tracefile; /* GMP_TRACEFILE, NULL: stderr */
   size_t stack_size;     /* default G stack size */
   long guard_limit;      /* stacks with a guard page; -1: from max_map_count */
   int verbose;
@@ -45,6 +48,9 @@ const char *gmp_sched_init(const struct gmp_config *cfg, const struct gmp_native
 void gmp_fork_prepare(void);
 void gmp_fork_parent(void);
 void gmp_fork_child(void);
+
+/* GMP_DEBUG=stats=1: the counters, printed at exit. */
+void gmp_stats_print(void);
 
 /* True once gmp_sched_init succeeded. */
 extern bool gmp_running;

@@ -187,6 +187,10 @@ static void print_help(void)
 "          maxthreads=N  at most N OS threads (default 10000): threads\n"
 "                        blocked in system calls each hold one; at the\n"
 "                        limit the others wait for one to return.\n"
+"          schedtrace=MS print a Go-style SCHED line every MS ms\n"
+"                        (to GMP_TRACEFILE if set, else stderr).\n"
+"          scheddetail=1 with schedtrace, one line per P, M and thread.\n"
+"          stats=1       print scheduler counters at exit.\n"
 "          verbose=1     verbose output, as with GMP_VERBOSE=1.\n"
 "\n"
 "    GMP_VERBOSE=1\n"
@@ -323,7 +327,7 @@ static void check_debug(const char *s)
 {
     if (*s == '\0')
         die(EXIT_USAGE, "--debug: empty; expected KEY=VALUE[,KEY=VALUE...] "
-            "(keys: asyncpreemptoff, guardlimit, maxthreads, verbose)");
+            "(keys: asyncpreemptoff, guardlimit, maxthreads, schedtrace, scheddetail, stats, verbose)");
 
     /* Walked by hand, not with strtok, so that "a=1,,b=2" is an error. */
     char *copy = xstrdup(s);
@@ -336,7 +340,7 @@ static void check_debug(const char *s)
         char *eq = strchr(item, '=');
         if (!eq || eq == item || eq[1] == '\0')
             die(EXIT_USAGE, "--debug: '%s'%s%s%s is not KEY=VALUE "
-                "(keys: asyncpreemptoff, guardlimit, maxthreads, verbose)", item,
+                "(keys: asyncpreemptoff, guardlimit, maxthreads, schedtrace, scheddetail, stats, verbose)", item,
                 strcmp(item, s) ? " (in '" : "", strcmp(item, s) ? s : "",
                 strcmp(item, s) ? "')" : "");
         *eq = '\0';
@@ -353,6 +357,13 @@ static void check_debug(const char *s)
             if (!parse_number(val, &v) || v > 1000000000ULL)
                 die(EXIT_USAGE, "--debug: guardlimit: '%s' is not a number "
                     "in 0..1000000000", val);
+        } else if (strcmp(key, "schedtrace") == 0) {
+            if (!parse_number(val, &v) || v > 3600000)
+                die(EXIT_USAGE, "--debug: schedtrace: '%s' is not a number "
+                    "of milliseconds in 0..3600000", val);
+        } else if (strcmp(key, "scheddetail") == 0 || strcmp(key, "stats") == 0) {
+            if (!parse_number(val, &v) || v > 1)
+                die(EXIT_USAGE, "--debug: %s: '%s' is not 0 or 1", key, val);
         } else if (strcmp(key, "maxthreads") == 0) {
             if (!parse_number(val, &v) || v < 2 || v > 1000000)
                 die(EXIT_USAGE, "--debug: maxthreads: '%s' is not a number "
@@ -367,7 +378,7 @@ static void check_debug(const char *s)
                     "in 0..9", val);
         } else {
             msg("warning: --debug: unknown key '%s' (known: guardlimit, "
-                "maxthreads, verbose, asyncpreemptoff); passing it on", key);
+                "maxthreads, schedtrace, scheddetail, stats, verbose, asyncpreemptoff); passing it on", key);
         }
 
         if (!comma)
