@@ -46,6 +46,11 @@ void gmp_preempt_request(struct p *p, struct m *m, uint64_t tick);
 /* schedtrace and stats (trace.c) */
 void gmp_schedtrace(int64_t since_start_ms, bool detail);
 void gmp_trace_open(const char *path);
+void gmp_schedtrace_to(int fd, int64_t since_start_ms, bool detail);
+/* the control socket (ctl.c) */
+void gmp_ctl_open(void);
+void gmp_ctl_child(void);
+void gmp_ctl_poll(void);
 
 /* thread-specific data (tsd.c) */
 void gmp_tsd_run_destructors(struct g *g);

@@ -1067,7 +1067,7 @@ static void *sysmon_main(void *arg)
   /* sysmon is not an M: its own TCB slot stays 0. */
   int64_t delay = 20000;
   int idle = 0;
-  int64_t start = gmp_nanotime(), last_trace = start;
+  int64_t start = gmp_nanotime(), last_trace = start, last_ctl = start;
   int64_t trace_ns = (int64_t)cfg.schedtrace_ms * 1000000;
   for (;;) {
     struct timespec ts = {0, delay};
@@ -1076,6 +1076,10 @@ static void *sysmon_main(void *arg)
     if (trace_ns && now - last_trace >= trace_ns) {
       gmp_schedtrace((now - start) / 1000000, cfg.scheddetail);
       last_trace = now;
+    }
+    if (now - last_ctl >= 100000000) {
+      gmp_ctl_poll();
+      last_ctl = now;
     }
     if (retake(pd, now) > 0)
       idle = 0;
@@ -1351,6 +1355,7 @@ void gmp_fork_child(void)
   /* The M's own NPTL stack (its g0) is reclaimed by glibc in the child. */
   if (own_g0(m) != 0)
     gmp_fatal("out of memory rebuilding the scheduler after fork");
+  gmp_ctl_child();
   start_sysmon();
 }
 
@@ -1409,6 +1414,7 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
   /* The SIGURG handler and M0's signal stack, before any other M exists. */
   gmp_preempt_init(!cfg.asyncpreemptoff);
   gmp_trace_open(cfg.tracefile);
+  gmp_ctl_open();
 
   /* One idle M per other P, started now from the main thread's genuine
    * NPTL context rather than later from a G. */

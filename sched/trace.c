@@ -111,6 +111,15 @@ static void put_g(void *tcb, void *arg)
     put("  G%llu: status=%d() m=%d lockedm=-1\n", (unsigned long long)g->goid, gost, mid);
 }
 
+void gmp_schedtrace_to(int fd, int64_t since_start_ms, bool detail)
+{
+  int saved = out_fd;
+  flush();
+  out_fd = fd;
+  gmp_schedtrace(since_start_ms, detail);
+  out_fd = saved;
+}
+
 void gmp_schedtrace(int64_t since_start_ms, bool detail)
 {
   int idle = atomic_load(&gmp_sched.npidle);

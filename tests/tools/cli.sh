@@ -96,7 +96,7 @@ cmake --install "$build" --prefix "$tmp/prefix" > /dev/null
 so=$(ls "$tmp"/prefix/lib*/gmp-sched/libgmp.so 2>/dev/null | head -1)
 check "install puts libgmp.so in <prefix>/lib/gmp-sched/" "[ -n '$so' ]"
 check "SONAME is libgmp-sched.so.0, not libgmp.so.N" "readelf -d '$so' | grep -q 'SONAME.*\\[libgmp-sched.so.0\\]'"
-check "gmp-run is installed" "[ -x '$tmp/prefix/bin/gmp-run' ]"
+check "gmp-run and gmp-schedtrace are installed" "[ -x '$tmp/prefix/bin/gmp-run' ] && [ -x '$tmp/prefix/bin/gmp-schedtrace' ]"
 
 [ $fails -eq 0 ] && echo "cli: all checks passed" || echo "cli: $fails check(s) failed"
 exit $((fails != 0))

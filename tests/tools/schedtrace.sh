@@ -62,5 +62,25 @@ GMP_TRACEFILE=$tmp/trace.log GMP_DEBUG=schedtrace=200 LD_PRELOAD=$lib "$tmp/shap
 check "GMP_TRACEFILE receives the trace, stderr does not" \
   "grep -qE '$re' '$tmp/trace.log' && ! grep -q '^SCHED' '$tmp/err2'"
 
+# The dumper attaches to the running program through its control socket.
+dump=$(dirname "$lib")/gmp-schedtrace
+LD_PRELOAD=$lib "$tmp/shape" > /dev/null 2>&1 &
+pid=$!
+sleep 0.3
+"$dump" --detail --count 1 "$pid" > "$tmp/dump" 2>&1
+check "gmp-schedtrace PID: a SCHED line in Go's format" "head -1 '$tmp/dump' | grep -qE '$re'"
+c=$(grep -c 'status=4(cond)' "$tmp/dump")
+check "gmp-schedtrace --detail: the 50 condvar waiters (saw $c)" "[ $c -eq 50 ]"
+"$dump" --count 2 --interval 100 "$pid" > "$tmp/dump2" 2>&1
+check "gmp-schedtrace --count 2: two reports" "[ \$(grep -c '^SCHED' '$tmp/dump2') -eq 2 ]"
+wait "$pid"
+check "the control socket is removed at exit" "[ ! -e /tmp/gmp-\$(id -u)/$pid.sock ]"
+sleep 2 &
+other=$!
+"$dump" "$other" > /dev/null 2> "$tmp/err3"; rc=$?
+kill "$other" 2>/dev/null; wait "$other" 2>/dev/null
+check "gmp-schedtrace on a process without libgmp: clear error, exit 1" \
+  "[ $rc -eq 1 ] && grep -q 'does not run libgmp' '$tmp/err3'"
+
 [ $fails -eq 0 ] && echo "schedtrace: all checks passed" || echo "schedtrace: $fails check(s) failed"
 exit $((fails != 0))

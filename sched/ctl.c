@@ -1,0 +1,108 @@
+/*
+ * The control socket through which tools/gmp-schedtrace reads a running
+ * program's scheduler state, without stopping or ptracing it:
+ *
+ *   /tmp/gmp-<uid>/<pid>.sock   (directory 0700, socket 0600)
+ *
+ * sysmon looks for a client every 100 ms (one non-blocking accept), reads
+ * a one-word command ("sched" or "detail") and answers with the same text
+ * schedtrace prints. Only the process's own user (or root) can connect.
+ * The socket is unlinked at exit; a forked child makes its own.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "sched/internal.h"
+
+static int ctl_fd = -1;
+static pid_t ctl_pid;
+static char ctl_path[108];
+static int64_t start_ns;
+
+static void ctl_unlink(void)
+{
+  /* Only the process that made it: a forked child runs atexit too. */
+  if (ctl_path[0] && getpid() == ctl_pid)
+    unlink(ctl_path);
+}
+
+void gmp_ctl_open(void)
+{
+  char dir[64];
+  start_ns = gmp_nanotime();
+  snprintf(dir, sizeof dir, "/tmp/gmp-%u", (unsigned)getuid());
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    return;
+  struct stat st;
+  /* Refuse a directory someone else made, or one others can enter. */
+  if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
+      (st.st_mode & 077))
+    return;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return;
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s/%d.sock", dir, (int)getpid());
+  unlink(a.sun_path); /* a stale socket of a dead process with our pid */
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || chmod(a.sun_path, 0600) != 0 ||
+      listen(fd, 4) != 0) {
+    close(fd);
+    return;
+  }
+  /* Out of the way of the program's low fd numbers. */
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, 900);
+  if (high >= 0) {
+    close(fd);
+    fd = high;
+  }
+  ctl_fd = fd;
+  ctl_pid = getpid();
+  memcpy(ctl_path, a.sun_path, sizeof ctl_path);
+  static bool registered;
+  if (!registered) {
+    registered = true;
+    atexit(ctl_unlink);
+  }
+}
+
+/* fork child: the inherited socket belongs to the parent. */
+void gmp_ctl_child(void)
+{
+  if (ctl_fd >= 0)
+    close(ctl_fd);
+  ctl_fd = -1;
+  ctl_path[0] = 0;
+  gmp_ctl_open();
+}
+
+/* sysmon, every 100 ms. */
+void gmp_ctl_poll(void)
+{
+  if (ctl_fd < 0)
+    return;
+  int c = accept4(ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+  if (c < 0) {
+    if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+      ctl_fd = -1; /* the program closed or reused our fd (daemonizing): give up */
+    return;
+  }
+  char cmd[32] = "";
+  struct pollfd pf = {.fd = c, .events = POLLIN};
+  if (poll(&pf, 1, 200) == 1) {
+    ssize_t n = read(c, cmd, sizeof cmd - 1);
+    cmd[n > 0 ? n : 0] = 0;
+  }
+  bool detail = strncmp(cmd, "detail", 6) == 0;
+  gmp_schedtrace_to(c, (gmp_nanotime() - start_ns) / 1000000, detail);
+  close(c);
+}
