@@ -50,8 +50,16 @@ static void async_hook(void)
     return;
   int async = 0;
   gmp_cancel_type(&async, false);
-  if (async)
+  if (async) {
+    /* The unwinding leaves the handler without sigreturn: unblock SIGURG
+     * (blocked during its handler), or this OS thread would keep it
+     * blocked for every G it runs next. */
+    sigset_t urg;
+    sigemptyset(&urg);
+    sigaddset(&urg, SIGURG);
+    pthread_sigmask(SIG_UNBLOCK, &urg, NULL);
     gmp_cancel_act(); /* unwinds through the signal frame */
+  }
 }
 
 void gmp_cancel_init(void)
