@@ -91,6 +91,8 @@
   X(int, sem_post, (sem_t *))                                                     \
   X(int, sem_getvalue, (sem_t *, int *))                                          \
   X(void *, dlopen, (const char *, int))                                          \
+  X(int, pthread_sigmask, (int, const sigset_t *, sigset_t *))                    \
+  X(int, sigprocmask, (int, const sigset_t *, sigset_t *))                        \
   X(int, raise, (int))                                                            \
   X(void, abort, (void))                                                          \
   X(unsigned, sleep, (unsigned))                                                  \

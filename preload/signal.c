@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -38,4 +39,55 @@ GMP_EXPORT void abort(void)
   }
   REAL(abort)();
   __builtin_unreachable();
+}
+
+/* ---- per-thread signal masks ---------------------------------------------
+ * The mask belongs to the thread, not to the OS thread under it: kept in
+ * the G, applied to whichever OS thread runs it (sched/proc.c). A signal
+ * blocked by every running G stays pending until a G that accepts it
+ * runs, which is how POSIX delivers a process-directed signal "to a thread
+ * that does not block it". SIGURG stays deliverable (the runtime's own
+ * interrupt); the program still reads back the mask it set. */
+
+static int mask_op(int how, const sigset_t *set, sigset_t *old)
+{
+  uint64_t cur = gmp_sigmask_get();
+  if (old) {
+    sigemptyset(old);
+    memcpy(old, &cur, 8);
+  }
+  if (!set)
+    return 0;
+  uint64_t s;
+  memcpy(&s, set, 8);
+  uint64_t n;
+  switch (how) {
+  case SIG_BLOCK: n = cur | s; break;
+  case SIG_UNBLOCK: n = cur & ~s; break;
+  case SIG_SETMASK: n = s; break;
+  default: return EINVAL;
+  }
+  /* SIGKILL and SIGSTOP cannot be blocked; the kernel ignores them too. */
+  n &= ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
+  gmp_sigmask_set(n);
+  return 0;
+}
+
+GMP_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+  if (!gmp_self())
+    return REAL(pthread_sigmask)(how, set, old);
+  return mask_op(how, set, old);
+}
+
+GMP_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+  if (!gmp_self())
+    return REAL(sigprocmask)(how, set, old);
+  int r = mask_op(how, set, old);
+  if (r) {
+    errno = r;
+    return -1;
+  }
+  return 0;
 }

@@ -35,7 +35,6 @@
 
 static bool preempt_on;
 static void (*async_hook)(void);
-static sigset_t normal_mask;
 
 void gmp_set_async_hook(void (*hook)(void)) { async_hook = hook; }
 
@@ -92,7 +91,7 @@ static void handler(int sig, siginfo_t *si, void *ucv)
    * switch now would carry that mask to other Gs on this M. */
   /* The kernel's frame holds a 64-bit mask: compare only that much (the
    * rest of glibc's 1024-bit sigset_t in ucontext_t is not the mask). */
-  if (memcmp(&uc->uc_sigmask, &normal_mask, 8) != 0)
+  if (memcmp(&uc->uc_sigmask, &g->sigmask_eff, 8) != 0)
     goto out;
   if (!g->is_main) {
     if (sp < (uintptr_t)g->stack.lo + 16384 + 1024 || sp > (uintptr_t)g->stack.hi)
@@ -127,7 +126,6 @@ void gmp_preempt_init(bool enable)
     return;
   }
   preempt_on = enable && gmp_xsave_init() && gmp_ranges_build();
-  pthread_sigmask(SIG_SETMASK, NULL, &normal_mask);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = handler;

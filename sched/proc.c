@@ -742,6 +742,9 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   g->wait.queued = false;
   g->timer.p = NULL;
   g->timer.idx = -1;
+  struct g *creator = gmp_curg_raw();
+  g->sigmask = creator->sigmask; /* POSIX: a new thread inherits its creator's mask */
+  g->sigmask_eff = creator->sigmask_eff;
   atomic_store(&g->cancel_pending, 0);
   g->cancel_disabled = false;
   g->cancel_async = false;
@@ -1134,6 +1137,32 @@ static void post_switch(struct m *m)
   }
 }
 
+/* rt_sigprocmask of the calling OS thread, raw (no wrapper, no errno). */
+static void apply_mask(struct m *m, uint64_t mask)
+{
+  gmp_sys4(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, 8);
+  m->cur_mask = mask;
+}
+
+#define URG_BIT (1ULL << (SIGURG - 1))
+
+uint64_t gmp_sigmask_get(void)
+{
+  return gmp_curg_raw()->sigmask;
+}
+
+void gmp_sigmask_set(uint64_t mask)
+{
+  struct g *g = gmp_curg_raw();
+  g->sigmask = mask;
+  g->sigmask_eff = mask & ~URG_BIT;
+  struct m *m = g->m;
+  /* No scheduling point between reading m and the syscall: the G stays
+   * on this OS thread meanwhile. */
+  if (g->sigmask_eff != m->cur_mask)
+    apply_mask(m, g->sigmask_eff);
+}
+
 static void execute(struct m *m, struct g *g)
 {
   struct p *p = m->p;
@@ -1142,6 +1171,8 @@ static void execute(struct m *m, struct g *g)
   g->m = m;
   m->curg = g;
   atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+  if (g->sigmask_eff != m->cur_mask)
+    apply_mask(m, g->sigmask_eff);
   gmp_leave_runtime(p);
   gmp_ctx_switch(&m->g0, &g->ctx);
   post_switch(m);
@@ -1193,6 +1224,7 @@ static void *mstart_thread(void *arg)
   g0->tcb = m->g0.fs;
   gmp_tcb_slot_set(m->g0.fs, (void *)((uintptr_t)g0 | GMP_SLOT_G0));
   pthread_sigmask(SIG_SETMASK, &m_sigmask, NULL);
+  memcpy(&m->cur_mask, &m_sigmask, 8);
   gmp_preempt_thread_init();
   if (m->nextp) {
     acquirep(m, m->nextp);
@@ -1392,6 +1424,9 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
   gmp_sched.mcount = 1;
   gmp_sched.allm = &m0;
   pthread_sigmask(SIG_SETMASK, NULL, &m_sigmask);
+  memcpy(&m0.cur_mask, &m_sigmask, 8);
+  memcpy(&g_main.sigmask, &m_sigmask, 8);
+  g_main.sigmask_eff = g_main.sigmask & ~URG_BIT;
 
   /* The main G: the main thread's own stack and TCB. */
   g_main.tcb = gmp_thread_self();

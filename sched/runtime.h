@@ -191,6 +191,11 @@ struct g {
   bool tsd_used;           /* a value may be set: destructors to run */
   bool tsd_dirty;          /* slots to clear before reuse */
 
+  /* The thread's signal mask (the kernel's 64-bit set): the program's
+   * view, and what is applied to the OS thread while it runs (the same,
+   * minus the runtime's SIGURG, which the program cannot block). */
+  uint64_t sigmask, sigmask_eff;
+
   char name[GMP_MAX_NAME];
   /* Scheduling attributes are recorded and reported, not enforced: all
    * Gs share the Ps fairly (documented in docs/pthread-symbols.md). */
@@ -231,6 +236,7 @@ struct m {
   _Atomic int in_preempt;  /* injected, not yet resumed: no second one */
   _Atomic int urg_seen;    /* a SIGURG ran here: EINTR may be ours */
   uint64_t n_preempt;
+  uint64_t cur_mask;       /* the signal mask applied to this OS thread */
 };
 
 /* ---- P ---------------------------------------------------------------- */

@@ -119,6 +119,13 @@ int gmp_procs(void);
 /* The kernel tid of the OS thread running the calling G right now. */
 int gmp_current_ostid(void);
 
+/* ---- signal masks ----------------------------------------------------------
+ * Per thread, as POSIX wants: kept in the G, applied to the OS thread
+ * running it (at switch-in, only when it differs). Masks are the kernel's
+ * 64-bit sets. */
+uint64_t gmp_sigmask_get(void);
+void gmp_sigmask_set(uint64_t mask);
+
 /* ---- blocking system calls -------------------------------------------------
  * A call that may block in the kernel is bracketed by these: while it
  * blocks, sysmon hands the G's P to another M after ~20 us, so the other
