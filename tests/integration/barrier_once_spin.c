@@ -23,38 +23,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fflush(stdout);                                                  \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
+#include "lib/check.h"
 
-static const char *ename(int e)
+/* ename, plus the barrier's serial-thread return value */
+static const char *rname(int e)
 {
-    switch (e) {
-    case 0: return "0";
-    case EBUSY: return "EBUSY";
-    case EINVAL: return "EINVAL";
-    case PTHREAD_BARRIER_SERIAL_THREAD: return "PTHREAD_BARRIER_SERIAL_THREAD";
-    default: {
-        static char buf[32];
-        snprintf(buf, sizeof buf, "errno-%d", e);
-        return buf;
-    }
-    }
+    return e == PTHREAD_BARRIER_SERIAL_THREAD ? "PTHREAD_BARRIER_SERIAL_THREAD" : ename(e);
 }
 
 static void expect_(const char *label, int got, int want, int line)
 {
-    printf("%s: %s\n", label, ename(got));
+    printf("%s: %s\n", label, rname(got));
     if (got != want) {
         fflush(stdout);
-        fprintf(stderr, "FAIL line %d: %s: got %s, expected %s\n", line, label, ename(got), ename(want));
+        fprintf(stderr, "FAIL line %d: %s: got %s, expected %s\n", line, label, rname(got), rname(want));
         exit(1);
     }
 }

@@ -29,16 +29,7 @@
 
 extern char **environ;
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fflush(stdout);                                                  \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
+#include "lib/check.h"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static long work;

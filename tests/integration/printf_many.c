@@ -23,15 +23,7 @@
 #define NLINES 2000
 #define PAYLOAD "the quick brown fox jumps over the lazy dog 0123456789"
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
+#include "lib/check.h"
 
 static char *buf;
 static size_t buf_len, buf_cap;

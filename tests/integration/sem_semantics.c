@@ -27,33 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fflush(stdout);                                                  \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
-
-static const char *ename(int e)
-{
-    switch (e) {
-    case 0: return "0";
-    case EAGAIN: return "EAGAIN";
-    case EINVAL: return "EINVAL";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case EOVERFLOW: return "EOVERFLOW";
-    case EINTR: return "EINTR";
-    default: {
-        static char buf[32];
-        snprintf(buf, sizeof buf, "errno-%d", e);
-        return buf;
-    }
-    }
-}
+#include "lib/check.h"
 
 /* For the sem_* calls: -1 with errno, or 0. Prints "label: rc ERRNO". */
 static void expect_sys_(const char *label, int rc, int err, int want_err, int line)

@@ -36,15 +36,7 @@
 #define NTHREADS 8
 #define ITERS 8000
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
+#include "lib/check.h"
 
 static __thread int prog_tls;                       /* .tbss */
 static __thread long prog_init = 0x5eed1234L;        /* .tdata, non-zero init */
