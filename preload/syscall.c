@@ -1,10 +1,11 @@
 /*
  * Calls that may block in the kernel, bracketed by entersyscall /
  * exitsyscall so that sysmon hands the P to another M while the calling
- * M is blocked (DESIGN.md non-negotiable 1). This covers files, pipes,
- * sockets, child processes and file locks. The network poller (which
- * parks the G instead of blocking the M on sockets and pipes) refines the
- * socket and pipe cases; until then they take this path too.
+ * M is blocked (DESIGN.md non-negotiable 1). This covers regular files,
+ * child processes, file locks, signal waits and SysV IPC. Sockets, pipes
+ * and eventfds go through the network poller instead (io.c, iowait.c),
+ * which parks the G and keeps the M; read/write & co on other files come
+ * back here through io_blocking.
  *
  * glibc's fortified variants (__read_chk, __open_2, ...) are separate
  * exported symbols that -D_FORTIFY_SOURCE programs call instead of the
@@ -26,22 +27,8 @@
 
 #include <dlfcn.h>
 
-#include "preload/preload.h"
+#include "preload/io.h"
 
-/* The next definition of the function being defined, resolved on first
- * use (two Gs racing here store the same value). */
-#define NEXT(name)                                                          \
-  ({                                                                        \
-    static __typeof__(name) *next_;                                         \
-    __typeof__(name) *p_ = __atomic_load_n(&next_, __ATOMIC_RELAXED);       \
-    if (!p_) {                                                              \
-      p_ = (__typeof__(name) *)dlsym(RTLD_NEXT, #name);                     \
-      if (!p_)                                                              \
-        gmp_fatal("cannot resolve %s", #name);                              \
-      __atomic_store_n(&next_, p_, __ATOMIC_RELAXED);                       \
-    }                                                                       \
-    p_;                                                                     \
-  })
 #define COMMA_ ,
 
 /* Define name(params) as: real call inside entersyscall/exitsyscall when
@@ -49,11 +36,7 @@
 /* After EINTR: act on a cancel, or, if the runtime's own SIGURG (a
  * preemption request that found the G in the kernel) caused it, restart
  * the call as SA_RESTART would; the program's signals still interrupt. */
-static inline bool retry_eintr(void)
-{
-  gmp_testcancel();
-  return gmp_eintr_was_ours();
-}
+#define retry_eintr io_retry_eintr
 
 #define BLOCKING(ret, name, params, args)                                   \
   GMP_EXPORT ret name params                                                \
@@ -100,38 +83,11 @@ static inline bool retry_eintr(void)
     return (ret)r_;                                                         \
   }
 
-RAW(ssize_t, read, (int fd, void *b, size_t n), SYS_read, fd, b, n, 0, 0, 0)
-RAW(ssize_t, write, (int fd, const void *b, size_t n), SYS_write, fd, b, n, 0, 0, 0)
-RAW(ssize_t, readv, (int fd, const struct iovec *v, int n), SYS_readv, fd, v, n, 0, 0, 0)
-RAW(ssize_t, writev, (int fd, const struct iovec *v, int n), SYS_writev, fd, v, n, 0, 0, 0)
 RAW(ssize_t, pread, (int fd, void *b, size_t n, off_t o), SYS_pread64, fd, b, n, o, 0, 0)
 RAW(ssize_t, pwrite, (int fd, const void *b, size_t n, off_t o), SYS_pwrite64, fd, b, n, o, 0, 0)
 RAW(ssize_t, pread64, (int fd, void *b, size_t n, off64_t o), SYS_pread64, fd, b, n, o, 0, 0)
 RAW(ssize_t, pwrite64, (int fd, const void *b, size_t n, off64_t o), SYS_pwrite64, fd, b, n, o,
     0, 0)
-RAW(ssize_t, recv, (int fd, void *b, size_t n, int f), SYS_recvfrom, fd, b, n, f, 0, 0)
-RAW(ssize_t, send, (int fd, const void *b, size_t n, int f), SYS_sendto, fd, b, n, f, 0, 0)
-RAW(ssize_t, recvfrom, (int fd, void *b, size_t n, int f, struct sockaddr *a, socklen_t *l),
-    SYS_recvfrom, fd, b, n, f, a, l)
-RAW(ssize_t, sendto, (int fd, const void *b, size_t n, int f, const struct sockaddr *a,
-                      socklen_t l), SYS_sendto, fd, b, n, f, a, l)
-RAW(ssize_t, recvmsg, (int fd, struct msghdr *m, int f), SYS_recvmsg, fd, m, f, 0, 0, 0)
-RAW(ssize_t, sendmsg, (int fd, const struct msghdr *m, int f), SYS_sendmsg, fd, m, f, 0, 0, 0)
-RAW(int, accept, (int fd, struct sockaddr *a, socklen_t *l), SYS_accept4, fd, a, l, 0, 0, 0)
-RAW(int, accept4, (int fd, struct sockaddr *a, socklen_t *l, int f), SYS_accept4, fd, a, l, f,
-    0, 0)
-RAW(int, connect, (int fd, const struct sockaddr *a, socklen_t l), SYS_connect, fd, a, l, 0, 0, 0)
-BLOCKING(int, poll, (struct pollfd *f, nfds_t n, int t), (f, n, t))
-BLOCKING(int, ppoll, (struct pollfd *f, nfds_t n, const struct timespec *t, const sigset_t *s),
-         (f, n, t, s))
-BLOCKING(int, select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t),
-         (n, r, w, e, t))
-BLOCKING(int, pselect, (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t,
-                        const sigset_t *s), (n, r, w, e, t, s))
-BLOCKING(int, epoll_wait, (int fd, struct epoll_event *e, int n, int t), (fd, e, n, t))
-BLOCKING(int, epoll_pwait, (int fd, struct epoll_event *e, int n, int t, const sigset_t *s),
-         (fd, e, n, t, s))
-RAW(int, close, (int fd), SYS_close, fd, 0, 0, 0, 0, 0)
 BLOCKING(int, fsync, (int fd), (fd))
 BLOCKING(int, fdatasync, (int fd), (fd))
 BLOCKING(int, flock, (int fd, int op), (fd, op))
@@ -154,18 +110,10 @@ BLOCKING(int, semop, (int id, struct sembuf *o, size_t n), (id, o, n))
 BLOCKING(int, semtimedop, (int id, struct sembuf *o, size_t n, const struct timespec *t),
          (id, o, n, t))
 /* fortified variants */
-BLOCKING(ssize_t, __read_chk, (int fd, void *b, size_t n, size_t bl), (fd, b, n, bl))
 BLOCKING(ssize_t, __pread_chk, (int fd, void *b, size_t n, off_t o, size_t bl),
          (fd, b, n, o, bl))
 BLOCKING(ssize_t, __pread64_chk, (int fd, void *b, size_t n, off64_t o, size_t bl),
          (fd, b, n, o, bl))
-BLOCKING(ssize_t, __recv_chk, (int fd, void *b, size_t n, size_t bl, int f),
-         (fd, b, n, bl, f))
-BLOCKING(ssize_t, __recvfrom_chk, (int fd, void *b, size_t n, size_t bl, int f,
-                                   struct sockaddr *a, socklen_t *l), (fd, b, n, bl, f, a, l))
-BLOCKING(int, __poll_chk, (struct pollfd *f, nfds_t n, int t, size_t fl), (f, n, t, fl))
-BLOCKING(int, __ppoll_chk, (struct pollfd *f, nfds_t n, const struct timespec *t,
-                            const sigset_t *s, size_t fl), (f, n, t, s, fl))
 BLOCKING(int, __open_2, (const char *p, int f), (p, f))
 BLOCKING(int, __open64_2, (const char *p, int f), (p, f))
 BLOCKING(int, __openat_2, (int d, const char *p, int f), (d, p, f))
@@ -192,6 +140,8 @@ static mode_t open_mode(int flags, va_list ap)
     int r = NEXT(name)(prearg path, flags, mode);                           \
     int e = errno;                                                          \
     gmp_exitsyscall();                                                      \
+    if (r >= 0)                                                             \
+      gmp_fd_new(r, FDK_UNKNOWN, 0); /* looked at on first use */           \
     errno = e;                                                              \
     return r;                                                               \
   }
@@ -201,26 +151,6 @@ OPEN_LIKE(open, NOTHING, NOTHING)
 OPEN_LIKE(open64, NOTHING, NOTHING)
 OPEN_LIKE(openat, int dirfd COMMA_, dirfd COMMA_)
 OPEN_LIKE(openat64, int dirfd COMMA_, dirfd COMMA_)
-
-/* fcntl blocks only for F_SETLKW / F_OFD_SETLKW; the argument is an int
- * or a pointer, both passed in a register as a long. */
-GMP_EXPORT int fcntl(int fd, int cmd, ...)
-{
-  va_list ap;
-  va_start(ap, cmd);
-  long arg = va_arg(ap, long);
-  va_end(ap);
-  if (!gmp_self() || (cmd != F_SETLKW && cmd != F_OFD_SETLKW))
-    return NEXT(fcntl)(fd, cmd, arg);
-  gmp_entersyscall();
-  int r = NEXT(fcntl)(fd, cmd, arg);
-  int e = errno;
-  gmp_exitsyscall();
-  errno = e;
-  return r;
-}
-
-GMP_EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 
 /* syscall(2) itself: programs (and libraries such as InnoDB) make raw
  * futex waits and the like with it. The numbers that can block for long

@@ -74,6 +74,13 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
   return r;
 }
 
+int gmp_park_on_fd(const void *addr, bool (*validate)(void *), void *arg,
+                   int64_t deadline, int reason, int fd)
+{
+  gmp_curg_raw()->wait_fd = fd;
+  return gmp_park_on(addr, validate, arg, deadline, reason);
+}
+
 /* End park seq of g (parked on a bucket) with result, if still possible. */
 static bool bucket_interrupt(struct g *g, uint64_t seq, int result)
 {
@@ -154,6 +161,27 @@ int gmp_unpark_one(const void *addr)
   gmp_ready(g);
   return 1;
 }
+
+int gmp_unpark_collect(const void *addr, struct g **list)
+{
+  struct pl_bucket *b = pl_bucket_of(addr);
+  int n = 0;
+  gmp_spin_lock(&b->lock);
+  struct pl_waiter *w;
+  while ((w = pl_dequeue(b, addr))) {
+    struct g *c = waiter_g(w);
+    if (claim(c, c->park_seq, GMP_PARK_WOKEN)) {
+      c->schedlink = *list;
+      *list = c;
+      n++;
+    }
+  }
+  gmp_spin_unlock(&b->lock);
+  return n;
+}
+
+struct g *gmp_g_next(struct g *g) { return g->schedlink; }
+void gmp_ready_g(struct g *g) { gmp_ready(g); }
 
 int gmp_unpark_all(const void *addr)
 {

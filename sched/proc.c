@@ -33,6 +33,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include "poller/netpoll.h"
 #include "sched/internal.h"
 
 struct sched gmp_sched;
@@ -353,6 +354,53 @@ void gmp_ready(struct g *g)
   }
 }
 
+/* Make a list of Gs readied by the poller runnable (Go's injectglist).
+ * With a P (p != NULL): as many as there are idle Ps go to the global
+ * queue, each with an M started to run it, the rest to p's own queue.
+ * Without one (sysmon, an M that found no idle P): all go to the global
+ * queue. The list is linked by schedlink. */
+static void inject(struct p *p, struct g *list, int n)
+{
+  if (!list)
+    return;
+  atomic_fetch_add_explicit(&gmp_sched.n_netpoll, (uint64_t)n, memory_order_relaxed);
+  for (struct g *g = list; g; g = g->schedlink) {
+    g->runnable_since = 0;
+    atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+  }
+  int npidle = LD(gmp_sched.npidle);
+  int k = p ? (n < npidle ? n : npidle) : n;
+  if (k > 0) {
+    struct g *head = list, *tail = list;
+    for (int i = 1; i < k; i++)
+      tail = tail->schedlink;
+    list = tail->schedlink;
+    gmp_lock_acquire(&gmp_sched.lock);
+    globrunqputbatch(head, tail, k);
+    gmp_lock_release(&gmp_sched.lock);
+    for (int i = 0; i < k && i < npidle; i++)
+      startm(NULL, false);
+  }
+  while (list) {
+    struct g *next = list->schedlink;
+    gmp_runqput(p, list, false);
+    list = next;
+  }
+}
+
+bool gmp_netpoll_unwatched(void)
+{
+  return LD(gmp_sched.lastpoll) != 0 && LD(gmp_sched.npidle) > 0;
+}
+
+void gmp_netpoll_want_poller(void)
+{
+  struct g *g = gmp_curg_raw();
+  struct p *p = gmp_enter_runtime(g);
+  gmp_wakep();
+  gmp_leave_runtime(p);
+}
+
 /* ---- finding work ------------------------------------------------------- */
 
 static struct g *steal_work(struct m *m, int64_t now)
@@ -420,6 +468,25 @@ void gmp_wake_timer_sleeper(int64_t when)
     atomic_fetch_add(&gmp_sched.sleep_note, 1);
     gmp_futex_wake((uint32_t *)&gmp_sched.sleep_note, 1);
   }
+  int64_t pu = LD(gmp_sched.poll_until);
+  if (pu != 0 && when < pu)
+    gmp_netpoll_break();
+}
+
+static bool netpoll_worth(void)
+{
+  return LD(gmp_netpoll_active) && LD(gmp_netpoll_waiters) > 0;
+}
+
+/* The first G of a list from the poller, made runnable. */
+static struct g *netpoll_first(struct g **list)
+{
+  struct g *g = *list;
+  *list = g->schedlink;
+  g->runnable_since = 0;
+  atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+  atomic_fetch_add_explicit(&gmp_sched.n_netpoll, 1, memory_order_relaxed);
+  return g;
 }
 
 /* Returns a runnable G; m holds a P on return. May sleep. */
@@ -454,6 +521,19 @@ top:;
     gmp_lock_release(&gmp_sched.lock);
     if (g)
       goto found;
+  }
+
+  /* The poller, without blocking, before stealing: Gs whose fds became
+   * ready are as runnable as the ones in queues (Go does the same). */
+  if (netpoll_worth() && LD(gmp_sched.lastpoll) != 0) {
+    struct g *list = NULL;
+    int n = gmp_netpoll(0, &list);
+    if (n > 0) {
+      atomic_store(&gmp_sched.lastpoll, gmp_nanotime());
+      g = netpoll_first(&list);
+      inject(p, list, n - 1);
+      goto found;
+    }
   }
 
   /* Steal, if not too many Ms already spin (Go: 2*nmspinning < busy Ps). */
@@ -498,6 +578,46 @@ top:;
         goto top;
       }
     }
+  }
+
+  /* Gs wait for fds: block in the poller (one M at a time) until an fd
+   * is ready, the earliest timer is due, or gmp_netpoll_break. */
+  int64_t lp = LD(gmp_sched.lastpoll);
+  if (netpoll_worth() && lp != 0 &&
+      atomic_compare_exchange_strong(&gmp_sched.lastpoll, &lp, 0)) {
+    int64_t until = earliest_timer();
+    atomic_store(&gmp_sched.poll_until, until ? until : INT64_MAX);
+    /* A timer armed before the store above did not see poll_until and
+     * did not break us: look again. */
+    int64_t until2 = earliest_timer();
+    if (until2 && (!until || until2 < until))
+      until = until2;
+    int64_t wait = -1;
+    if (until) {
+      wait = until - gmp_nanotime();
+      if (wait < 0)
+        wait = 0;
+    }
+    struct g *list = NULL;
+    int n = gmp_netpoll(wait, &list);
+    atomic_store(&gmp_sched.poll_until, 0);
+    atomic_store(&gmp_sched.lastpoll, gmp_nanotime());
+    gmp_lock_acquire(&gmp_sched.lock);
+    struct p *p2 = pidleget();
+    gmp_lock_release(&gmp_sched.lock);
+    if (p2) {
+      acquirep(m, p2);
+      if (n > 0) {
+        g = netpoll_first(&list);
+        inject(p2, list, n - 1);
+        goto found;
+      }
+      all_timers = true;
+      goto top;
+    }
+    inject(NULL, list, n);
+    stopm(m);
+    goto top;
   }
 
   /* Sleep until the earliest timer, if we can be the one timer sleeper. */
@@ -1084,6 +1204,18 @@ static void *sysmon_main(void *arg)
       gmp_ctl_poll();
       last_ctl = now;
     }
+    /* Nobody polled the network for 10 ms (every M busy): do it here,
+     * so that Gs waiting for fds are not starved by CPU-bound ones. */
+    int64_t lp = LD(gmp_sched.lastpoll);
+    if (LD(gmp_netpoll_active) && lp != 0 && now - lp > 10000000 &&
+        atomic_compare_exchange_strong(&gmp_sched.lastpoll, &lp, now)) {
+      struct g *list = NULL;
+      int n = gmp_netpoll(0, &list);
+      if (n > 0) {
+        inject(NULL, list, n);
+        idle = 0;
+      }
+    }
     if (retake(pd, now) > 0)
       idle = 0;
     else
@@ -1365,6 +1497,9 @@ void gmp_fork_child(void)
   atomic_store(&gmp_sched.npidle, 0);
   atomic_store(&gmp_sched.sleep_until, 0);
   atomic_store(&gmp_sched.ngoroutines, 1);
+  atomic_store(&gmp_sched.poll_until, 0);
+  atomic_store(&gmp_sched.lastpoll, gmp_nanotime());
+  gmp_netpoll_fork_child();
   pl_reset_all();
   for (int i = gmp_nprocs - 1; i >= 0; i--) {
     struct p *p = &gmp_allp[i];
@@ -1441,6 +1576,7 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
   atomic_store(&g_main.joinstate, JOIN_JOINABLE);
   atomic_store(&gmp_sched.goidgen, 1);
   atomic_store(&gmp_sched.ngoroutines, 1);
+  atomic_store(&gmp_sched.lastpoll, gmp_nanotime());
   m0.curg = &g_main;
   acquirep(&m0, &gmp_allp[0]);
   for (int i = gmp_nprocs - 1; i >= 1; i--)

@@ -131,6 +131,8 @@ enum waitreason {
   WAIT_SLEEP,
   WAIT_ONCE,
   WAIT_OTHER,
+  WAIT_IOR,   /* GMP_WAIT_IOR: input on fd wait_fd */
+  WAIT_IOW,   /* GMP_WAIT_IOW */
   WAIT__COUNT
 };
 
@@ -177,6 +179,7 @@ struct g {
   int park_result;
   struct gtimer timer;
   bool park_cancelpt;      /* this park is a cancellation point */
+  int wait_fd;             /* the fd of a WAIT_IOR/WAIT_IOW park */
 
   /* Cancellation (pthread_cancel): pending is set by the canceller and
    * read by the G at its cancellation points; see park.c for the pairing
@@ -297,6 +300,14 @@ struct sched {
    * sleeper") sleeps with a timeout; adding an earlier timer wakes it. */
   _Atomic int64_t sleep_until; /* 0: no timer sleeper */
   _Atomic uint32_t sleep_note;
+
+  /* The network poller. lastpoll: when it was last polled, 0 while an M
+   * is blocked in it (only one M blocks there at a time, Go's rule).
+   * poll_until: that M's timeout (the earliest timer when it blocked),
+   * so that an earlier timer breaks it out. */
+  _Atomic int64_t lastpoll;
+  _Atomic int64_t poll_until;
+  _Atomic uint64_t n_netpoll;  /* Gs readied by the poller */
 
   _Atomic int64_t ngoroutines; /* live Gs, main included */
   _Atomic uint64_t n_handoff;  /* Ps retaken from Ms in system calls */

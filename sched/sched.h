@@ -164,9 +164,24 @@ void gmp_g_info(struct g *g, struct gmp_ginfo *out);
  * ends it with GMP_PARK_CANCELED). */
 #define GMP_WAIT_CANCELPOINT 0x100
 enum gmp_reason { GMP_WAIT_MUTEX = 1, GMP_WAIT_COND, GMP_WAIT_RWLOCK, GMP_WAIT_SEM,
-                  GMP_WAIT_BARRIER, GMP_WAIT_JOIN, GMP_WAIT_SLEEP, GMP_WAIT_ONCE };
+                  GMP_WAIT_BARRIER, GMP_WAIT_JOIN, GMP_WAIT_SLEEP, GMP_WAIT_ONCE,
+                  GMP_WAIT_IOR = 10, GMP_WAIT_IOW = 11 };
 int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
                 int64_t deadline, int reason);
+/* gmp_park_on for a wait on file descriptor fd (shown by schedtrace). */
+int gmp_park_on_fd(const void *addr, bool (*validate)(void *), void *arg,
+                   int64_t deadline, int reason, int fd);
+/* End the park of every G parked on addr and prepend them to *list
+ * (linked by gmp_g_next), without making them runnable yet: the caller
+ * readies them, one by one (gmp_ready_g) or as a batch (the poller).
+ * Returns how many. */
+int gmp_unpark_collect(const void *addr, struct g **list);
+struct g *gmp_g_next(struct g *g);
+void gmp_ready_g(struct g *g);
+/* The poller (poller/) asks for an M to block in epoll_wait: a G started
+ * waiting for an fd while nobody watches the poller and Ps are idle. */
+bool gmp_netpoll_unwatched(void);
+void gmp_netpoll_want_poller(void);
 /* Wake the oldest G parked on addr. Returns 1 if one was woken. */
 int gmp_unpark_one(const void *addr);
 /* Wake every G parked on addr. Returns how many. */

@@ -69,7 +69,7 @@ void gmp_trace_open(const char *path)
 static const char *reason_name(int r)
 {
   static const char *names[] = {"", "mutex", "cond", "rwlock", "semaphore", "barrier",
-                                "join", "sleep", "once"};
+                                "join", "sleep", "once", "wait", "IO wait", "IO wait"};
   return r > 0 && r < (int)(sizeof names / sizeof names[0]) ? names[r] : "wait";
 }
 
@@ -103,7 +103,10 @@ static void put_g(void *tcb, void *arg)
   default: gost = 6; break;
   }
   int mid = (st == G_RUNNING && m) ? m->id : -1;
-  if (gost == 4)
+  if (gost == 4 && (g->waitreason == WAIT_IOR || g->waitreason == WAIT_IOW))
+    put("  G%llu: status=4(IO wait on fd %d, %s) m=-1 lockedm=-1\n",
+        (unsigned long long)g->goid, g->wait_fd, g->waitreason == WAIT_IOR ? "read" : "write");
+  else if (gost == 4)
     put("  G%llu: status=4(%s) m=-1 lockedm=-1\n", (unsigned long long)g->goid, why);
   else if (gost == 3)
     put("  G%llu: status=3(syscall) m=%d lockedm=-1\n", (unsigned long long)g->goid, mid);

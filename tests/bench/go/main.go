@@ -5,6 +5,7 @@
 //	gobench createjoin-seq [N]                    (20000)
 //	gobench createjoin-burst [K [R]]              (1000, 20)
 //	gobench condpingpong [N]                      (100000)
+//	gobench sockpingpong [N]                      (100000)
 //	gobench mutex T [TOTAL]                       (TOTAL 2000000)
 //	gobench sleepstorm [THREADS [ITERS [SLEEP_US]]] (10000, 20, 1000)
 //
@@ -14,6 +15,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"runtime"
 	"sort"
@@ -21,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +34,7 @@ func usage() {
        gobench wakeup [HOGS [N]]
        gobench createjoin-burst [K [R]]
        gobench condpingpong [N]
+       gobench sockpingpong [N]
        gobench mutex T [TOTAL]
        gobench sleepstorm [THREADS [ITERS [SLEEP_US]]]`)
 	os.Exit(2)
@@ -163,6 +168,58 @@ func condPingPong(rounds int64) {
 	us := el / float64(rounds) * 1e6
 	fmt.Fprintf(os.Stderr, "condpingpong: %d round trips in %.3f s: %.3f us per round trip\n", rounds, el, us)
 	result("condpingpong", "roundtrip", "%.3f", us, "us")
+}
+
+// sockPingPong: the same as tests/bench/sock_pingpong.c, through Go's
+// netpoller: both ends of a socketpair wrapped as net.Conn.
+func sockPingPong(rounds int64) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		fail("sockpingpong: socketpair: %v", err)
+	}
+	conns := [2]net.Conn{}
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "sock")
+		c, err := net.FileConn(f)
+		if err != nil {
+			fail("sockpingpong: FileConn: %v", err)
+		}
+		f.Close()
+		conns[i] = c
+	}
+	done := make(chan struct{})
+	go func() {
+		b := make([]byte, 1)
+		for i := int64(0); i < rounds; i++ {
+			if _, err := io.ReadFull(conns[1], b); err != nil {
+				fail("sockpingpong: ponger read: %v", err)
+			}
+			b[0]++
+			if _, err := conns[1].Write(b); err != nil {
+				fail("sockpingpong: ponger write: %v", err)
+			}
+		}
+		close(done)
+	}()
+	b := make([]byte, 1)
+	t0 := time.Now()
+	for i := int64(0); i < rounds; i++ {
+		want := b[0] + 1
+		if _, err := conns[0].Write(b); err != nil {
+			fail("sockpingpong: write: %v", err)
+		}
+		if _, err := io.ReadFull(conns[0], b); err != nil {
+			fail("sockpingpong: read: %v", err)
+		}
+		if b[0] != want {
+			fail("sockpingpong: got %d, want %d", b[0], want)
+		}
+	}
+	el := time.Since(t0).Seconds()
+	<-done
+	us := el / float64(rounds) * 1e6
+	fmt.Fprintf(os.Stderr, "sockpingpong: %d round trips in %.3f s: %.3f us per round trip\n", rounds, el, us)
+	result("sockpingpong", "roundtrip", "%.3f", us, "us")
 }
 
 func mutexContended(nthreads, total int64) {
@@ -330,6 +387,8 @@ func main() {
 		createJoinBurst(argInt(args, 0, "K", 1000, 1, 1000000), argInt(args, 1, "R", 20, 1, 1000000))
 	case "condpingpong":
 		condPingPong(argInt(args, 0, "N", 100000, 1, big))
+	case "sockpingpong":
+		sockPingPong(argInt(args, 0, "N", 100000, 1, big))
 	case "mutex":
 		if len(args) < 1 {
 			usage()
