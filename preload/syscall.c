@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -103,6 +104,14 @@ BLOCKING(int, sigtimedwait, (const sigset_t *s, siginfo_t *i, const struct times
          (s, i, t))
 BLOCKING(int, pause, (void), ())
 BLOCKING(int, sigsuspend, (const sigset_t *s), (s))
+/* Zero-copy transfers have no per-call non-blocking flag: a socket or
+ * pipe end that is full blocks the call in the kernel, with the P handed
+ * off. */
+BLOCKING(ssize_t, sendfile, (int o, int i, off_t *off, size_t n), (o, i, off, n))
+BLOCKING(ssize_t, sendfile64, (int o, int i, off64_t *off, size_t n), (o, i, off, n))
+BLOCKING(ssize_t, splice, (int i, off64_t *oi, int o, off64_t *oo, size_t n, unsigned f),
+         (i, oi, o, oo, n, f))
+BLOCKING(ssize_t, tee, (int i, int o, size_t n, unsigned f), (i, o, n, f))
 BLOCKING(int, sync_file_range, (int fd, off64_t o, off64_t n, unsigned f), (fd, o, n, f))
 BLOCKING(ssize_t, msgrcv, (int id, void *p, size_t n, long t, int f), (id, p, n, t, f))
 BLOCKING(int, msgsnd, (int id, const void *p, size_t n, int f), (id, p, n, f))

@@ -12,7 +12,7 @@
 #   REPEATS=3            runs per benchmark and variant (median is reported)
 #   BENCH_TIMEOUT=30     seconds before a run is killed (timeout(1))
 #   BENCH_ONLY=REGEX     run only the jobs whose name matches (extended regex;
-#                        jobs: cj_seq cj_burst pingpong mutex2 mutex16
+#                        jobs: cj_seq cj_burst pingpong sockpp mutex2 mutex16
 #                        mutex1000 sleep syscall wake0 wake4
 #   BENCH_SETTLE=0.2     seconds of pause after each run (lets the kernel finish
 #                        tearing down the last run's threads)
@@ -68,7 +68,7 @@ fi
 
 # ---- C benchmark programs -------------------------------------------------------
 BENCHBIN=$BUILD/tests/bench
-C_PROGS=(create_join cond_pingpong mutex_contended sleep_storm)
+C_PROGS=(create_join cond_pingpong sock_pingpong mutex_contended sleep_storm)
 if [ -f "$BUILD/CMakeCache.txt" ]; then
 	targets=()
 	for p in "${C_PROGS[@]}"; do targets+=("bench_$p"); done
@@ -111,6 +111,7 @@ JOBS=(
 	"cj_seq|create_join seq 20000|createjoin-seq 20000|0"
 	"cj_burst|create_join burst 1000 20|createjoin-burst 1000 20|0"
 	"pingpong|cond_pingpong 100000|condpingpong 100000|0"
+	"sockpp|sock_pingpong 100000|sockpingpong 100000|0"
 	"mutex2|mutex_contended 2 2000000|mutex 2 2000000|1"
 	"mutex16|mutex_contended 16 2000000|mutex 16 2000000|1"
 	"mutex1000|mutex_contended 1000 2000000|mutex 1000 2000000|1"
@@ -124,6 +125,7 @@ ROWS=(
 	"cj_seq|createjoin_seq|per_op|create+join, sequential (20000×), per pair"
 	"cj_burst|createjoin_burst|per_thread|create 1000 then join all (20×), per thread"
 	"pingpong|condpingpong|roundtrip|cond ping-pong, 2 threads (100000×), per round trip"
+	"sockpp|sockpingpong|roundtrip|socketpair ping-pong, 1 byte, blocking read/write (100000×), per round trip"
 	"mutex2|mutex_T2|per_op|mutex lock/inc/unlock, 2 threads, 2M ops, per op"
 	"mutex2|mutex_T2|threads|… 2 threads: max OS threads"
 	"mutex16|mutex_T16|per_op|mutex lock/inc/unlock, 16 threads, 2M ops, per op"
