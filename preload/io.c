@@ -686,7 +686,14 @@ GMP_EXPORT int close(int fd)
   if (gmp_netpoll_owns(fd))
     return (int)io_ret(-EBADF); /* not the program's: as if never opened */
   gmp_fd_closing(fd);
-  return (int)io_ret(gmp_sys1(SYS_close, fd));
+  long r = gmp_sys1(SYS_close, fd);
+  /* A thread that entered read() between the mark and the close saw the
+   * fd still open and may have parked: wake it once more, now that its
+   * retry meets a closed fd (or, as natively, whatever reused the number). */
+  struct gmp_fd *d = gmp_fd_get(fd);
+  if (d && atomic_load(&d->nwait) > 0)
+    gmp_fd_wake_all(d);
+  return (int)io_ret(r);
 }
 
 GMP_EXPORT int dup(int fd)
