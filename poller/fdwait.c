@@ -50,6 +50,8 @@ int gmp_fd_wait(int fd, struct gmp_fd *d, uint32_t gen, bool write, uint32_t seq
     return ETIMEDOUT;
   case GMP_PARK_CANCELED:
     return ECANCELED;
+  case GMP_PARK_INTERRUPTED:
+    return EINTR;
   default:
     return 0;
   }

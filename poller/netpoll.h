@@ -86,8 +86,8 @@ bool gmp_fd_stream_ok(void);
 /* Wait until fd may be ready for input (write=false) or output, given the
  * readiness count seen before the attempt that failed with EAGAIN.
  * Returns 0 (try again), ETIMEDOUT (deadline passed), EBADF (fd closed
- * meanwhile), ECANCELED (pthread_cancel), EPERM (the fd cannot be polled:
- * use the blocking path). */
+ * meanwhile), ECANCELED (pthread_cancel), EINTR (a signal handler ran in
+ * the thread), EPERM (the fd cannot be polled: use the blocking path). */
 int gmp_fd_wait(int fd, struct gmp_fd *d, uint32_t gen, bool write, uint32_t seq,
                 int64_t deadline);
 /* Before close(fd): Gs parked on it wake and see EBADF. */

@@ -20,6 +20,10 @@
 
 #include "preload/preload.h"
 
+/* glibc's own entry, past preload/sigaction.c's wrapper of sigaction. */
+extern int __sigaction(int, const struct sigaction *, struct sigaction *);
+void gmp_sig_hide(int sig); /* sigaction.c */
+
 static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 
 static void report(int sig, siginfo_t *si, void *uc)
@@ -48,24 +52,29 @@ static void report(int sig, siginfo_t *si, void *uc)
                      "pthread_attr_setstacksize or GMP_STACK_SIZE\n",
                      (size_t)((char *)gi.stack_hi - (char *)gi.stack_lo));
   }
-  signal(sig, SIG_DFL);
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  __sigaction(sig, &dfl, NULL);
   /* A fault re-runs the instruction and dies of it; a signal sent by
    * kill/raise must be sent again. */
   if (si->si_code == SI_USER || si->si_code == SI_TKILL || si->si_code == SI_QUEUE)
     gmp_sys3(SYS_tgkill, getpid(), gmp_gettid(), sig);
 }
 
+
 void gmp_crash_init(void)
 {
   for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) {
     struct sigaction old, sa;
-    if (sigaction(fatal[i], NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+    if (__sigaction(fatal[i], NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
         old.sa_handler != SIG_DFL)
       continue;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = report;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    sigaction(fatal[i], &sa, NULL);
+    if (__sigaction(fatal[i], &sa, NULL) == 0)
+      gmp_sig_hide(fatal[i]); /* the program still sees SIG_DFL */
   }
 }

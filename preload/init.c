@@ -21,6 +21,8 @@
 void gmp_mutex_thread_exit(void); /* mutex.c */
 void gmp_cancel_init(void);       /* cancel.c */
 void gmp_crash_init(void);        /* crash.c */
+void gmp_sigaction_init(void);    /* sigaction.c */
+void gmp_sig_hide(int sig);       /* sigaction.c */
 
 static bool truthy(const char *name, const char *v)
 {
@@ -167,6 +169,9 @@ __attribute__((constructor(101))) static void gmp_init(void)
   gmp_set_exit_hook(gmp_mutex_thread_exit);
   gmp_cancel_init();
   gmp_crash_init();
+  gmp_sigaction_init();
+  if (gmp_owns_sigurg())
+    gmp_sig_hide(SIGURG);
   /* Registered first, so our prepare runs last and our child handler
    * first: the program's own child handlers may already create threads. */
   pthread_atfork(gmp_fork_prepare, gmp_fork_parent, gmp_fork_child);

@@ -108,6 +108,12 @@ static long io_run(int fd, bool write, bool nb_call, io_fn fn, void *ctx)
     case ECANCELED:
       gmp_testcancel();
       continue;
+    case EINTR:
+      /* SA_RESTART restarts reads, writes, accept: unless the socket has
+       * a timeout (signal(7)). */
+      if (gmp_sig_restart() && !(write ? d->sndtimeo : d->rcvtimeo))
+        continue;
+      return -EINTR;
     default: /* not pollable (EPERM), or the poller could not start */
       atomic_store(&d->kind, FDK_NOPOLL);
       kind = FDK_NOPOLL;
@@ -565,6 +571,8 @@ GMP_EXPORT int connect(int fd, const struct sockaddr *a, socklen_t l)
       return (int)io_ret(-EBADF);
     if (e == ECANCELED)
       gmp_testcancel();
+    if (e == EINTR) /* the connection goes on; connect again says EALREADY */
+      return (int)io_ret(-EINTR);
     if (e != 0 && e != ECANCELED) {
       /* cannot poll it: wait in the kernel */
       struct pollfd p = {fd, POLLOUT, 0};

@@ -81,6 +81,9 @@ static int wait_one(struct gmp_fd *d, int fd, bool write, int64_t deadline, chec
     case ECANCELED:
       gmp_testcancel();
       continue;
+    case EINTR: /* never restarted, whatever SA_RESTART says (signal(7)) */
+      *res = -EINTR;
+      return 0;
     default:
       return 1;
     }

@@ -103,6 +103,12 @@ static int sem_wait_common(struct gsem *g, int64_t deadline, bool abs_ok)
       atomic_fetch_sub(&g->data, WAITER_ONE);
       gmp_cancel_act();
     }
+    if (r == GMP_PARK_INTERRUPTED) { /* a signal handler ran: EINTR, as natively */
+      atomic_fetch_sub(&g->data, WAITER_ONE);
+      errno = EINTR;
+      rc = -1;
+      break;
+    }
     if (r == GMP_PARK_TIMEDOUT) {
       d = atomic_load(&g->data);
       for (;;) {

@@ -340,24 +340,40 @@ GMP_EXPORT int pthread_setaffinity_np(pthread_t t, size_t sz, const cpu_set_t *s
   return 0;
 }
 
-/* Signals to a G: delivered to the M running it, or, when it is not
- * running, to the process (any thread with the signal unblocked runs the
- * handler). Per-G signal delivery with EINTR is the subject of the
- * process-semantics work; see docs/pthread-symbols.md. */
-GMP_EXPORT int pthread_kill(pthread_t t, int sig)
+/* Signals to a G (sched/signal.c): to itself, straight to the OS thread
+ * running it (the handler runs before the call returns, as NPTL
+ * guarantees); to another G, queued in that G, whose wait is ended and
+ * which runs the handler itself, on its own stack, when it next runs. */
+static int signal_thread(struct g *g, siginfo_t *info)
 {
-  struct g *g;
-  if (!gmp_self() || !(g = gmp_g_of(t)))
-    return REAL(pthread_kill)(t, sig);
+  int sig = info->si_signo;
   if (sig < 0 || sig >= NSIG)
     return EINVAL;
   if (!gmp_g_alive(g))
     return ESRCH;
   if (sig == 0)
     return 0;
-  int tid = gmp_g_ostid(g);
-  long r = tid ? gmp_sys3(SYS_tgkill, getpid(), tid, sig) : gmp_sys2(SYS_kill, getpid(), sig);
-  return r < 0 ? (int)-r : 0;
+  if (g == gmp_self()) {
+    /* No scheduling point between reading the M and the syscall. */
+    long r = gmp_sys4(SYS_rt_tgsigqueueinfo, getpid(), gmp_current_ostid(), sig, info);
+    return r < 0 ? (int)-r : 0;
+  }
+  gmp_signal_g(g, info);
+  return 0;
+}
+
+GMP_EXPORT int pthread_kill(pthread_t t, int sig)
+{
+  struct g *g;
+  if (!gmp_self() || !(g = gmp_g_of(t)))
+    return REAL(pthread_kill)(t, sig);
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  info.si_signo = sig;
+  info.si_code = SI_TKILL;
+  info.si_pid = getpid();
+  info.si_uid = getuid();
+  return signal_thread(g, &info);
 }
 
 GMP_EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval val)
@@ -365,10 +381,6 @@ GMP_EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval val)
   struct g *g;
   if (!gmp_self() || !(g = gmp_g_of(t)))
     return REAL(pthread_sigqueue)(t, sig, val);
-  if (sig < 0 || sig >= NSIG)
-    return EINVAL;
-  if (!gmp_g_alive(g))
-    return ESRCH;
   siginfo_t info;
   memset(&info, 0, sizeof info);
   info.si_signo = sig;
@@ -376,8 +388,5 @@ GMP_EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval val)
   info.si_pid = getpid();
   info.si_uid = getuid();
   info.si_value = val;
-  int tid = gmp_g_ostid(g);
-  long r = tid ? gmp_sys4(SYS_rt_tgsigqueueinfo, getpid(), tid, sig, &info)
-               : gmp_sys3(SYS_rt_sigqueueinfo, getpid(), sig, &info);
-  return r < 0 ? (int)-r : 0;
+  return signal_thread(g, &info);
 }

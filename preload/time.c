@@ -3,10 +3,10 @@
  * are wrapped themselves: glibc implements them with internal calls to
  * nanosleep that bypass the PLT.
  *
- * Early wake-up by a signal (EINTR, remaining time) needs per-G signal
- * delivery, which is not in this layer yet: a sleeping G sleeps through
- * signals, which are handled on whichever thread the kernel picks.
- * pthread_cancel does end a sleep (a cancellation point).
+ * A signal for the sleeping thread ends the sleep after its handler ran
+ * (EINTR, with the time left for nanosleep/clock_nanosleep, the seconds
+ * left for sleep), as natively; pthread_cancel ends it too (a
+ * cancellation point).
  */
 #define _GNU_SOURCE
 #include <time.h>
@@ -14,23 +14,39 @@
 
 #include "preload/preload.h"
 
-/* The sleep family are cancellation points. */
-static void sleep_until_cp(int64_t deadline)
+/* The sleep family are cancellation points. Returns 0, or the time
+ * left (> 0) when a signal ended the sleep. */
+static int64_t sleep_until_cp(int64_t deadline)
 {
   gmp_testcancel();
-  if (gmp_sleep_until(deadline) == GMP_PARK_CANCELED)
+  int r = gmp_sleep_until(deadline);
+  if (r == GMP_PARK_CANCELED)
     gmp_cancel_act();
+  if (r == GMP_PARK_INTERRUPTED) {
+    int64_t left = deadline - gmp_nanotime();
+    return left > 0 ? left : 1;
+  }
+  return 0;
 }
 
-static void sleep_ns(int64_t ns)
+static int64_t sleep_ns(int64_t ns)
 {
   if (ns <= 0) {
     gmp_testcancel();
     gmp_yield();
-    return;
+    return 0;
   }
   int64_t now = gmp_nanotime();
-  sleep_until_cp(ns > INT64_MAX - now ? INT64_MAX / 2 : now + ns);
+  return sleep_until_cp(ns > INT64_MAX - now ? INT64_MAX / 2 : now + ns);
+}
+
+static int interrupted(int64_t left, struct timespec *rem)
+{
+  if (rem) {
+    rem->tv_sec = left / 1000000000;
+    rem->tv_nsec = left % 1000000000;
+  }
+  return EINTR;
 }
 
 GMP_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
@@ -41,7 +57,11 @@ GMP_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
     errno = EINVAL;
     return -1;
   }
-  sleep_ns(ts_ns(req));
+  int64_t left = sleep_ns(ts_ns(req));
+  if (left) {
+    errno = interrupted(left, rem);
+    return -1;
+  }
   return 0;
 }
 
@@ -63,20 +83,23 @@ GMP_EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *
     if (dl <= gmp_nanotime()) {
       gmp_testcancel();
       gmp_yield();
-    } else {
-      sleep_until_cp(dl);
+    } else if (sleep_until_cp(dl)) {
+      return EINTR; /* absolute: rem is not written */
     }
     return 0;
   }
-  sleep_ns(ts_ns(req));
-  return 0;
+  int64_t left = sleep_ns(ts_ns(req));
+  return left ? interrupted(left, rem) : 0;
 }
 
 GMP_EXPORT int usleep(useconds_t us)
 {
   if (!gmp_self())
     return REAL(usleep)(us);
-  sleep_ns((int64_t)us * 1000);
+  if (sleep_ns((int64_t)us * 1000)) {
+    errno = EINTR;
+    return -1;
+  }
   return 0;
 }
 
@@ -84,6 +107,6 @@ GMP_EXPORT unsigned sleep(unsigned s)
 {
   if (!gmp_self())
     return REAL(sleep)(s);
-  sleep_ns((int64_t)s * 1000000000LL);
-  return 0;
+  int64_t left = sleep_ns((int64_t)s * 1000000000LL);
+  return (unsigned)((left + 999999999) / 1000000000); /* seconds left */
 }

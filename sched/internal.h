@@ -52,6 +52,17 @@ void gmp_ctl_open(void);
 void gmp_ctl_child(void);
 void gmp_ctl_poll(void);
 
+/* signals (signal.c) */
+uint64_t gmp_idle_sigmask(void);
+uint64_t gmp_sysmon_sigmask(void);
+/* Deliver the current G's queued, unblocked signals in its context.
+ * Returns how many; *restart_all: all of their handlers have SA_RESTART. */
+int gmp_sig_flush(struct g *g, bool *restart_all);
+void gmp_sig_check(struct g *g); /* the same, cheap when nothing is queued */
+void gmp_sig_rescue(void);       /* sysmon, every round */
+/* End g's current wait, whatever it is, with result (park.c). */
+bool gmp_park_interrupt(struct g *g, int result);
+
 /* thread-specific data (tsd.c) */
 void gmp_tsd_run_destructors(struct g *g);
 void gmp_tsd_clear(struct g *g);

@@ -60,6 +60,16 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
     gmp_leave_runtime(p);
     return GMP_PARK_CANCELED;
   }
+  /* The same pairing with gmp_signal_g: a signal queued for us before we
+   * published the park state is seen here. */
+  if (atomic_load(&g->sigpend) & ~g->sigmask) {
+    pl_remove(b, &g->wait);
+    atomic_store(&g->park_state, seq << 1);
+    gmp_spin_unlock(&b->lock);
+    gmp_leave_runtime(p);
+    gmp_sig_check(g);
+    return GMP_PARK_INTERRUPTED;
+  }
   bool timed = deadline != GMP_NO_DEADLINE;
   if (timed) {
     gmp_spin_lock(&p->timerlock);
@@ -71,6 +81,8 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
   int r = g->park_result;
   if (timed && r != GMP_PARK_TIMEDOUT)
     gmp_timer_del(g);
+  /* Only now, with the park fully undone (the handler may park again). */
+  gmp_sig_check(g);
   return r;
 }
 
@@ -93,6 +105,19 @@ static bool bucket_interrupt(struct g *g, uint64_t seq, int result)
   bool won = atomic_load(&g->park_state) == want && g->wait.addr == addr &&
              pl_remove(b, &g->wait) && claim(g, seq, result);
   gmp_spin_unlock(&b->lock);
+  return won;
+}
+
+bool gmp_park_interrupt(struct g *g, int result)
+{
+  uint64_t st = atomic_load(&g->park_state);
+  if (!(st & 1))
+    return false;
+  uint64_t seq = st >> 1;
+  bool won = g->wait.addr ? bucket_interrupt(g, seq, result)
+                          : gmp_sleep_interrupt(g, seq, result);
+  if (won)
+    gmp_ready(g); /* a timed wait's timer is removed by the G itself */
   return won;
 }
 
@@ -254,12 +279,20 @@ int gmp_sleep_until(int64_t deadline)
     gmp_leave_runtime(p);
     return GMP_PARK_CANCELED;
   }
+  if (atomic_load(&g->sigpend) & ~g->sigmask) {
+    atomic_store(&g->park_state, seq << 1);
+    gmp_leave_runtime(p);
+    gmp_sig_check(g);
+    return GMP_PARK_INTERRUPTED;
+  }
   /* The timer lock is held until the G has switched out, so the timer
    * cannot fire (and ready the G) while the G is still running. */
   gmp_spin_lock(&p->timerlock);
   gmp_timer_push_locked(p, g, deadline);
   gmp_park_held(unlock_timers, p, GMP_WAIT_SLEEP);
-  return g->park_result;
+  int r = g->park_result;
+  gmp_sig_check(g);
+  return r;
 }
 
 /* ---- join / detach ----------------------------------------------------- */

@@ -33,14 +33,33 @@
 #define PREEMPT_SIGNAL SIGURG
 #define ALTSTACK_SIZE (64 * 1024)
 
+/* glibc's own entry, past preload/sigaction.c's wrapper of sigaction. */
+extern int __sigaction(int, const struct sigaction *, struct sigaction *);
+
 static bool preempt_on;
+static bool urg_owned;
+static void (*urg_chain)(int, void *, void *);
+
+bool gmp_owns_sigurg(void) { return urg_owned; }
+void gmp_set_urg_chain(void (*chain)(int, void *, void *)) { urg_chain = chain; }
 static void (*async_hook)(void);
 
 void gmp_set_async_hook(void (*hook)(void)) { async_hook = hook; }
 
+/* The runtime's SIGURGs carry a mark, so that the handler tells them from
+ * the program's own (pthread_kill, out-of-band data, another process). */
+#define URG_MARK 0x676d7075 /* "gmpu" */
+
 void gmp_interrupt_ostid(int ostid)
 {
-  gmp_sys3(SYS_tgkill, getpid(), ostid, PREEMPT_SIGNAL);
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  si.si_signo = PREEMPT_SIGNAL;
+  si.si_code = SI_QUEUE;
+  si.si_pid = getpid();
+  si.si_uid = getuid();
+  si.si_value.sival_int = URG_MARK;
+  gmp_sys4(SYS_rt_tgsigqueueinfo, si.si_pid, ostid, PREEMPT_SIGNAL, &si);
 }
 
 bool gmp_eintr_was_ours(void)
@@ -68,13 +87,28 @@ static void handler(int sig, siginfo_t *si, void *ucv)
 {
   ucontext_t *uc = ucv;
   int saved_errno = errno;
+  /* Only the runtime's own SIGURGs (gmp_interrupt_ostid) are acted on;
+   * anything else (out-of-band TCP data, another process, the program's
+   * pthread_kill) is the program's. */
+  if (si->si_code != SI_QUEUE || si->si_pid != getpid() || si->si_value.sival_int != URG_MARK) {
+    if (urg_chain)
+      urg_chain(sig, si, ucv);
+    errno = saved_errno;
+    return;
+  }
   struct g *g = gmp_curg();
   if (!g) {
     errno = saved_errno;
     return;
   }
   struct m *m = g->m;
-  atomic_store(&m->urg_seen, 1);
+  /* Signals queued for this G (signal.c): re-sent to this OS thread, they
+   * are delivered as soon as this handler returns (its mask blocks them
+   * meanwhile), in the G, on its own stack. A system call this SIGURG
+   * interrupted is then restarted only if their handlers all want it. */
+  bool restart = true;
+  gmp_sig_flush(g, &restart);
+  atomic_store(&m->urg_seen, restart);
   if (async_hook)
     async_hook(); /* may not return (asynchronous cancellation) */
   if (!preempt_on || !atomic_exchange(&m->preempt_req, 0))
@@ -119,7 +153,7 @@ void gmp_preempt_thread_init(void)
 void gmp_preempt_init(bool enable)
 {
   struct sigaction old;
-  if (sigaction(PREEMPT_SIGNAL, NULL, &old) != 0)
+  if (__sigaction(PREEMPT_SIGNAL, NULL, &old) != 0)
     return;
   if ((old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)) {
     /* The program handles SIGURG itself: leave it alone, no preemption. */
@@ -132,8 +166,15 @@ void gmp_preempt_init(bool enable)
   /* No SA_RESTART: a cancelled G's blocked call must fail with EINTR.
    * Preemption signals only go to Ms seen running user code. */
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-  sigemptyset(&sa.sa_mask);
-  sigaction(PREEMPT_SIGNAL, &sa, NULL);
+  /* Everything else blocked while it runs: a program handler re-sent from
+   * here must not run nested on this alternate stack. */
+  sigfillset(&sa.sa_mask);
+  sigdelset(&sa.sa_mask, SIGSEGV);
+  sigdelset(&sa.sa_mask, SIGBUS);
+  sigdelset(&sa.sa_mask, SIGILL);
+  sigdelset(&sa.sa_mask, SIGFPE);
+  if (__sigaction(PREEMPT_SIGNAL, &sa, NULL) == 0)
+    urg_owned = true;
   gmp_preempt_thread_init();
 }
 

@@ -312,8 +312,20 @@ static void resetspinning(struct m *m)
 }
 
 /* Park the M with no P until startm hands it one. */
+static void apply_mask(struct m *m, uint64_t mask);
+
+/* An M about to sleep blocks every asynchronous signal (signal.c, rule
+ * 1), so the kernel never picks an OS thread that runs no G. */
+static void idle_mask(struct m *m)
+{
+  uint64_t mask = gmp_idle_sigmask();
+  if (m->cur_mask != mask)
+    apply_mask(m, mask);
+}
+
 static void stopm(struct m *m)
 {
+  idle_mask(m);
   gmp_lock_acquire(&gmp_sched.lock);
   mput(m);
   gmp_lock_release(&gmp_sched.lock);
@@ -599,6 +611,8 @@ top:;
         wait = 0;
     }
     struct g *list = NULL;
+    if (wait != 0)
+      idle_mask(m);
     int n = gmp_netpoll(wait, &list);
     atomic_store(&gmp_sched.poll_until, 0);
     atomic_store(&gmp_sched.lastpoll, gmp_nanotime());
@@ -628,7 +642,10 @@ top:;
     if (atomic_compare_exchange_strong(&gmp_sched.sleep_until, &zero, until)) {
       int64_t wait = until - gmp_nanotime();
       if (wait > 0)
+      {
+        idle_mask(m);
         gmp_futex_wait((uint32_t *)&gmp_sched.sleep_note, note, wait);
+      }
       int64_t mine = until;
       atomic_compare_exchange_strong(&gmp_sched.sleep_until, &mine, 0);
       gmp_lock_acquire(&gmp_sched.lock);
@@ -801,6 +818,7 @@ static void gstart(void *arg)
 {
   struct g *g = arg;
   gmp_tls_enter();
+  gmp_sig_check(g);
   void *ret = g->fn(g->arg);
   gmp_goexit(ret);
 }
@@ -947,6 +965,7 @@ void gmp_yield(void)
   if (!g || g->is_g0)
     return;
   mcall(g, MREQ_YIELD);
+  gmp_sig_check(g);
 }
 
 static void (*exit_hook)(void);
@@ -1187,7 +1206,10 @@ static void *sysmon_main(void *arg)
   struct sysmon_p *pd = calloc((size_t)gmp_nprocs, sizeof *pd);
   if (!pd)
     gmp_fatal("out of memory starting sysmon");
-  /* sysmon is not an M: its own TCB slot stays 0. */
+  /* sysmon is not an M: its own TCB slot stays 0. It never takes a
+   * signal meant for the program (signal.c, rule 1). */
+  uint64_t all = gmp_sysmon_sigmask();
+  gmp_sys4(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
   int64_t delay = 20000;
   int idle = 0;
   int64_t start = gmp_nanotime(), last_trace = start, last_ctl = start;
@@ -1216,6 +1238,7 @@ static void *sysmon_main(void *arg)
         idle = 0;
       }
     }
+    gmp_sig_rescue();
     if (retake(pd, now) > 0)
       idle = 0;
     else
@@ -1283,6 +1306,13 @@ uint64_t gmp_sigmask_get(void)
   return gmp_curg_raw()->sigmask;
 }
 
+void gmp_sig_blocked_on_m(void)
+{
+  struct g *g0 = gmp_curg_raw();
+  if (g0 && g0->is_g0)
+    g0->m->cur_mask = ~0ULL; /* no G's mask: the next switch-in applies its own */
+}
+
 void gmp_sigmask_set(uint64_t mask)
 {
   struct g *g = gmp_curg_raw();
@@ -1293,6 +1323,7 @@ void gmp_sigmask_set(uint64_t mask)
    * on this OS thread meanwhile. */
   if (g->sigmask_eff != m->cur_mask)
     apply_mask(m, g->sigmask_eff);
+  gmp_sig_check(g); /* signals sent while it was blocked */
 }
 
 static void execute(struct m *m, struct g *g)

@@ -198,6 +198,16 @@ struct g {
    * view, and what is applied to the OS thread while it runs (the same,
    * minus the runtime's SIGURG, which the program cannot block). */
   uint64_t sigmask, sigmask_eff;
+  /* Signals sent to this thread (pthread_kill, or a process-directed
+   * signal sysmon found no running thread for) and not yet delivered:
+   * delivered in the G's own context, on the OS thread running it, as
+   * soon as it runs with them unblocked (signal.c). siginfo holds their
+   * siginfo_t (64 of them, allocated by the first sender). last_sig: the
+   * last one delivered, so an interrupted call knows whether SA_RESTART
+   * applies. */
+  _Atomic uint64_t sigpend;
+  _Atomic(void *) siginfo;
+  int last_sig;
 
   char name[GMP_MAX_NAME];
   /* Scheduling attributes are recorded and reported, not enforced: all

@@ -125,6 +125,21 @@ int gmp_current_ostid(void);
  * 64-bit sets. */
 uint64_t gmp_sigmask_get(void);
 void gmp_sigmask_set(uint64_t mask);
+/* Send a signal to g (pthread_kill, pthread_sigqueue): its handler runs in
+ * g, on whichever OS thread runs it, as soon as g runs with the signal
+ * unblocked; a wait of g is ended (EINTR, or a spurious wake-up where
+ * POSIX wants the wait to go on). info->si_signo is the signal. */
+void gmp_signal_g(struct g *g, const void *info);
+/* A signal handler found itself on an M's scheduler and blocked the
+ * signal there: the M's mask is no longer what it last set. */
+void gmp_sig_blocked_on_m(void);
+/* Does the runtime own SIGURG (the program had no handler at start)? A
+ * SIGURG the runtime did not send is passed to chain(sig, siginfo, uc). */
+bool gmp_owns_sigurg(void);
+void gmp_set_urg_chain(void (*chain)(int, void *, void *));
+/* After a call was interrupted (EINTR, GMP_PARK_INTERRUPTED): did every
+ * signal handled meanwhile ask for SA_RESTART? */
+bool gmp_sig_restart(void);
 
 /* ---- blocking system calls -------------------------------------------------
  * A call that may block in the kernel is bracketed by these: while it
@@ -160,6 +175,9 @@ void gmp_g_info(struct g *g, struct gmp_ginfo *out);
 #define GMP_PARK_TIMEDOUT 1
 #define GMP_PARK_INVALID 2
 #define GMP_PARK_CANCELED 3
+/* A signal for the G ended the wait; its handler has run in the G by the
+ * time the park returns (the caller fails with EINTR, or waits again). */
+#define GMP_PARK_INTERRUPTED 4
 /* Or'ed into reason: the wait is a cancellation point (pthread_cancel
  * ends it with GMP_PARK_CANCELED). */
 #define GMP_WAIT_CANCELPOINT 0x100

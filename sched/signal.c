@@ -1,0 +1,211 @@
+/*
+ * Signals to threads that are green threads.
+ *
+ * The kernel delivers a signal to an OS thread (an M), but the program
+ * sent it to a thread (a G), or to the process, to be handled by "a
+ * thread that does not block it". Three rules make the difference
+ * invisible:
+ *
+ *  1. An M that runs a G has the G's mask (proc.c, at switch-in). An M
+ *     with nothing to run sleeps with every asynchronous signal blocked,
+ *     and sysmon blocks them all, so the kernel only ever picks an OS
+ *     thread that is running, on the program's behalf, a G that accepts
+ *     the signal — or a G waiting in sigwait/sigsuspend in the kernel.
+ *
+ *  2. A process-directed signal that no running G accepts stays pending.
+ *     sysmon looks at the process's pending set; a signal still pending
+ *     on its next round while some parked G accepts it is rescued: with no
+ *     handler (default action or ignore), sysmon unblocks it in itself
+ *     and the kernel applies the action there (Ctrl-C ends a process whose
+ *     threads are all waiting); with a handler, sysmon takes it from the
+ *     pending set (sigtimedwait) and sends it to that G, rule 3.
+ *
+ *  3. A signal for a G (pthread_kill, pthread_sigqueue, a rescue) is
+ *     queued in the G with its siginfo. If the G waits, the wait ends
+ *     (GMP_PARK_INTERRUPTED); if it runs, its M gets a SIGURG. Either way
+ *     the G, running again, re-sends the signal to its own OS thread with
+ *     rt_tgsigqueueinfo — the handler then runs in the G, with the G's
+ *     TLS, errno and pthread_self, on the G's stack — and only then does
+ *     its interrupted call return EINTR (or restart, per SA_RESTART).
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "sched/internal.h"
+
+#define SIGBIT(s) (1ULL << ((s) - 1))
+
+/* Synchronous signals are never blocked by the runtime: a fault in a
+ * runtime thread must still reach the crash report. */
+#define SYNC_SIGS (SIGBIT(SIGSEGV) | SIGBIT(SIGBUS) | SIGBIT(SIGFPE) | SIGBIT(SIGILL) | \
+                   SIGBIT(SIGTRAP) | SIGBIT(SIGSYS))
+
+uint64_t gmp_idle_sigmask(void) { return ~(SIGBIT(SIGURG) | SYNC_SIGS); }
+uint64_t gmp_sysmon_sigmask(void) { return ~SYNC_SIGS; }
+
+/* The kernel's struct sigaction (rt_sigaction with a 64-bit mask). */
+struct ksigaction {
+  void *handler;
+  unsigned long flags;
+  void *restorer;
+  uint64_t mask;
+};
+
+static bool action_of(int sig, struct ksigaction *ka)
+{
+  return gmp_sys4(SYS_rt_sigaction, sig, NULL, ka, 8) == 0;
+}
+
+/* ---- rule 3: per-G queue ----------------------------------------------- */
+
+static siginfo_t *infos(struct g *g)
+{
+  siginfo_t *si = atomic_load(&g->siginfo);
+  if (si)
+    return si;
+  siginfo_t *fresh = calloc(64, sizeof *fresh);
+  if (!fresh)
+    return NULL; /* the signal is still delivered, with a plain siginfo */
+  void *none = NULL;
+  if (atomic_compare_exchange_strong(&g->siginfo, &none, fresh))
+    return fresh;
+  free(fresh);
+  return none;
+}
+
+void gmp_signal_g(struct g *g, const void *infop)
+{
+  const siginfo_t *info = infop;
+  int sig = info->si_signo;
+  if (sig < 1 || sig > 64)
+    return;
+  siginfo_t *si = infos(g);
+  if (si)
+    si[sig - 1] = *info;
+  /* The queue before the look at the park state (both seq_cst): a G
+   * about to park checks the queue after publishing its park state
+   * (park.c), so one of the two sees the other. */
+  atomic_fetch_or(&g->sigpend, SIGBIT(sig));
+  if (g->sigmask & SIGBIT(sig))
+    return; /* blocked: delivered when the G unblocks it */
+  if (gmp_park_interrupt(g, GMP_PARK_INTERRUPTED))
+    return;
+  int ostid = gmp_g_ostid(g);
+  if (ostid)
+    gmp_interrupt_ostid(ostid); /* running, or in a system call */
+  /* else runnable: it delivers when it next runs (gmp_sig_flush) */
+}
+
+int gmp_sig_flush(struct g *g, bool *restart_all)
+{
+  *restart_all = true;
+  uint64_t want = atomic_load_explicit(&g->sigpend, memory_order_relaxed) & ~g->sigmask;
+  if (!want)
+    return 0;
+  uint64_t got = atomic_fetch_and(&g->sigpend, ~want) & want;
+  siginfo_t *si = atomic_load(&g->siginfo);
+  long pid = gmp_sys0(SYS_getpid);
+  int n = 0;
+  while (got) {
+    int sig = __builtin_ctzll(got) + 1;
+    got &= got - 1;
+    siginfo_t info;
+    if (si) {
+      info = si[sig - 1];
+    } else {
+      memset(&info, 0, sizeof info);
+      info.si_signo = sig;
+      info.si_code = SI_TKILL;
+      info.si_pid = (pid_t)pid;
+    }
+    struct ksigaction ka;
+    if (!action_of(sig, &ka) || !(ka.flags & SA_RESTART))
+      *restart_all = false;
+    g->last_sig = sig;
+    /* To this OS thread, which runs g and has the signal unblocked: the
+     * handler runs before the syscall returns (or, from the SIGURG
+     * handler, right after it returns). No scheduling point in between,
+     * so g is still on this M. */
+    gmp_sys4(SYS_rt_tgsigqueueinfo, pid, g->m->ostid, sig, &info);
+    n++;
+  }
+  return n;
+}
+
+void gmp_sig_check(struct g *g)
+{
+  if (__builtin_expect(atomic_load_explicit(&g->sigpend, memory_order_relaxed) != 0, 0)) {
+    bool restart;
+    gmp_sig_flush(g, &restart);
+  }
+}
+
+bool gmp_sig_restart(void)
+{
+  struct g *g = gmp_curg_raw();
+  struct ksigaction ka;
+  return g->last_sig && action_of(g->last_sig, &ka) && (ka.flags & SA_RESTART);
+}
+
+/* ---- rule 2: sysmon's rescue ---------------------------------------------- */
+
+struct accept_scan {
+  uint64_t bit;
+  struct g *found;
+};
+
+static void scan_tcb(void *tcb, void *arg)
+{
+  struct accept_scan *a = arg;
+  if (a->found)
+    return;
+  uintptr_t slot = (uintptr_t)gmp_tcb_slot_of(tcb);
+  struct g *g = (struct g *)(slot & ~GMP_SLOT_G0);
+  if (!g || (slot & GMP_SLOT_G0) || g->is_g0)
+    return;
+  int st = atomic_load_explicit(&g->status, memory_order_relaxed);
+  if (st == G_IDLE || st == G_DEAD)
+    return;
+  if (!(g->sigmask & a->bit))
+    a->found = g;
+}
+
+static uint64_t prev_pending;
+
+void gmp_sig_rescue(void)
+{
+  uint64_t pend = 0;
+  if (gmp_sys2(SYS_rt_sigpending, &pend, 8) != 0)
+    return;
+  pend &= ~(SIGBIT(SIGURG) | SYNC_SIGS);
+  /* Pending for a whole sysmon round: no G that accepts it ran since. */
+  uint64_t act = pend & prev_pending;
+  prev_pending = pend;
+  while (act) {
+    int sig = __builtin_ctzll(act) + 1;
+    act &= act - 1;
+    struct accept_scan a = {SIGBIT(sig), NULL};
+    gmp_for_each_tcb(scan_tcb, &a);
+    if (!a.found)
+      continue; /* every thread blocks it: it stays pending, as natively */
+    struct ksigaction ka;
+    if (!action_of(sig, &ka))
+      continue;
+    uint64_t one = SIGBIT(sig);
+    if (ka.handler == SIG_DFL || ka.handler == SIG_IGN) {
+      /* The action is the process's, not a thread's: let the kernel
+       * apply it here (terminate, stop, or discard). */
+      gmp_sys4(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, 8);
+      gmp_sys4(SYS_rt_sigprocmask, SIG_BLOCK, &one, NULL, 8);
+      continue;
+    }
+    siginfo_t info;
+    struct timespec zero = {0, 0};
+    if (gmp_sys4(SYS_rt_sigtimedwait, &one, &info, &zero, 8) == sig)
+      gmp_signal_g(a.found, &info);
+  }
+}
