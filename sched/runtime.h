@@ -70,7 +70,12 @@ struct pl_waiter {
   bool queued;
 };
 
-#define PL_BUCKETS 1021 /* prime: addresses are 8- or 16-aligned */
+/* Prime (addresses are 8- or 16-aligned). A C10K server parks one thread
+ * per connection: with 10,000 waiters a bucket holds less than one on
+ * average, where 1021 buckets made pl_dequeue's list walk (a cache miss
+ * per waiter) 8% of the server's CPU. 1 MiB of address space; only the
+ * buckets used are ever touched. */
+#define PL_BUCKETS 16381
 
 struct pl_bucket {
   gmp_spin lock;
