@@ -6,6 +6,11 @@
  * the default action is restored and the faulting instruction re-runs, so
  * the process dies of the same signal as natively (core dump included).
  *
+ * A backtrace follows, from the faulting instruction up, by libunwind
+ * (loaded only now, RTLD_LOCAL: linked into libgmp.so its _Unwind_*
+ * symbols would stand in for libgcc's in every C++ program), or by
+ * glibc's backtrace() when libunwind is not installed.
+ *
  * Installed only for signals the program left at their default at start;
  * a handler the program installs later replaces this one. The handler
  * runs on the OS thread's alternate stack (a stack overflow leaves no
@@ -13,6 +18,8 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <execinfo.h>
+#include <libunwind.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -25,6 +32,64 @@ extern int __sigaction(int, const struct sigaction *, struct sigaction *);
 void gmp_sig_hide(int sig); /* sigaction.c */
 
 static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+
+#define BT_MAX 48
+
+static void frame(int i, uintptr_t pc, const char *name, uintptr_t off)
+{
+  Dl_info di;
+  const char *obj = dladdr((void *)pc, &di) && di.dli_fname ? di.dli_fname : "?";
+  const char *slash = strrchr(obj, '/');
+  if (name && *name)
+    gmp_printf_err("libgmp:   #%-2d %#014lx %s+%#lx (%s)\n", i, (unsigned long)pc, name,
+                   (unsigned long)off, slash ? slash + 1 : obj);
+  else
+    gmp_printf_err("libgmp:   #%-2d %#014lx ? (%s)\n", i, (unsigned long)pc,
+                   slash ? slash + 1 : obj);
+}
+
+static void backtrace_of(void *uc)
+{
+  void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+  int (*init2)(unw_cursor_t *, unw_context_t *, int) =
+      h ? (int (*)(unw_cursor_t *, unw_context_t *, int))dlsym(h, "_ULx86_64_init_local2") : NULL;
+  int (*step)(unw_cursor_t *) = h ? (int (*)(unw_cursor_t *))dlsym(h, "_ULx86_64_step") : NULL;
+  int (*get_reg)(unw_cursor_t *, int, unw_word_t *) =
+      h ? (int (*)(unw_cursor_t *, int, unw_word_t *))dlsym(h, "_ULx86_64_get_reg") : NULL;
+  int (*proc_name)(unw_cursor_t *, char *, size_t, unw_word_t *) =
+      h ? (int (*)(unw_cursor_t *, char *, size_t, unw_word_t *))dlsym(h, "_ULx86_64_get_proc_name")
+        : NULL;
+  if (init2 && step && get_reg && proc_name) {
+    /* On x86_64, libunwind's unw_context_t is the ucontext_t the kernel
+     * gave the handler: unwind from the interrupted frame itself. */
+    unw_cursor_t c;
+    if (init2(&c, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) == 0) {
+      gmp_printf_err("libgmp: backtrace (libunwind):\n");
+      for (int i = 0; i < BT_MAX; i++) {
+        unw_word_t pc = 0, off = 0;
+        char name[256];
+        if (get_reg(&c, UNW_REG_IP, &pc) != 0 || pc == 0)
+          break;
+        if (proc_name(&c, name, sizeof name, &off) != 0)
+          name[0] = 0;
+        frame(i, (uintptr_t)pc, name, (uintptr_t)off);
+        if (step(&c) <= 0)
+          break;
+      }
+      return;
+    }
+  }
+  /* glibc's unwinder (libgcc), from this handler's own frame. */
+  void *pcs[BT_MAX];
+  int n = backtrace(pcs, BT_MAX);
+  gmp_printf_err("libgmp: backtrace (libunwind not installed; from the signal handler):\n");
+  for (int i = 0; i < n; i++) {
+    Dl_info di;
+    const char *name = dladdr(pcs[i], &di) ? di.dli_sname : NULL;
+    frame(i, (uintptr_t)pcs[i], name,
+          name ? (uintptr_t)pcs[i] - (uintptr_t)di.dli_saddr : 0);
+  }
+}
 
 static void report(int sig, siginfo_t *si, void *uc)
 {
@@ -51,6 +116,7 @@ static void report(int sig, siginfo_t *si, void *uc)
       gmp_printf_err("libgmp: that thread's stack is %zu bytes; give it more with "
                      "pthread_attr_setstacksize or GMP_STACK_SIZE\n",
                      (size_t)((char *)gi.stack_hi - (char *)gi.stack_lo));
+    backtrace_of(uc);
   }
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);

@@ -77,6 +77,8 @@ cc -O0 -pthread "$tmp/so.c" -o "$tmp/so"
 check "stack overflow in a thread: dies of SIGSEGV (exit $rc)" "[ $rc -eq 139 ]"
 check "stack overflow: the report names the thread and the overflow" \
   "grep -q 'fatal signal SIGSEGV in thread G2 .*stack overflow' '$tmp/err'"
+check "stack overflow: the report has a backtrace through the recursion" \
+  "grep -q 'backtrace' '$tmp/err' && [ \$(grep -c ' deep+' '$tmp/err') -ge 3 ]"
 
 # gmp-run: help, preload, refusals.
 run=$build/gmp-run
