@@ -325,10 +325,13 @@ static void idle_mask(struct m *m)
 
 static void stopm(struct m *m)
 {
-  idle_mask(m);
   gmp_lock_acquire(&gmp_sched.lock);
   mput(m);
   gmp_lock_release(&gmp_sched.lock);
+  /* After mput, so that startm finds this M at once instead of making a
+   * new one while the mask syscall runs (a wake-up that comes first is
+   * kept in the note). */
+  idle_mask(m);
   notesleep(m);
   acquirep(m, m->nextp);
   m->nextp = NULL;

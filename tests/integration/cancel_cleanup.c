@@ -7,7 +7,8 @@
  *
  * Deferred cancellation of threads blocked in: pthread_cond_wait (the mutex
  * is re-acquired before the cleanup handlers run, and a handler unlocks it),
- * nanosleep, sleep, sem_wait, pthread_join, read() on an empty pipe, and
+ * nanosleep, sleep, sem_wait, pthread_join, read() on an empty pipe,
+ * accept() on a listening socket, recv() on a socket, poll(), and
  * pthread_testcancel. Checks that pthread_join returns PTHREAD_CANCELED,
  * that cleanup handlers run in LIFO order before TSD destructors,
  * pthread_cleanup_pop(1) runs a handler and pop(0) does not,
@@ -18,7 +19,10 @@
  * output is deterministic.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -26,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "lib/check.h"
@@ -41,6 +46,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static sem_t never_sem;
 static int never_pipe[2];
+static int never_listener = -1, never_sock[2];
 static pthread_t never_ending;
 
 static void logf_(struct ctx *c, const char *s)
@@ -88,6 +94,17 @@ static void *victim(void *arg)
         } else if (strcmp(c->kind, "read") == 0) {
             char b;
             ssize_t r = read(never_pipe[0], &b, 1);
+            (void)r;
+        } else if (strcmp(c->kind, "accept") == 0) {
+            int r = accept(never_listener, NULL, NULL);
+            (void)r;
+        } else if (strcmp(c->kind, "recv") == 0) {
+            char b;
+            ssize_t r = recv(never_sock[0], &b, 1, 0);
+            (void)r;
+        } else if (strcmp(c->kind, "poll") == 0) {
+            struct pollfd p = {never_sock[0], POLLIN, 0};
+            int r = poll(&p, 1, -1);
             (void)r;
         } else if (strcmp(c->kind, "testcancel") == 0) {
             for (;;) {
@@ -176,9 +193,14 @@ int main(void)
     CHECK(pthread_key_create(&key, tsd_dtor) == 0, "key_create");
     CHECK(sem_init(&never_sem, 0, 0) == 0 && sem_init(&forever_sem, 0, 0) == 0, "sem_init");
     CHECK(pipe(never_pipe) == 0, "pipe");
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, never_sock) == 0, "socketpair");
+    never_listener = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(bind(never_listener, (struct sockaddr *)&la, sizeof la) == 0, "bind");
+    CHECK(listen(never_listener, 4) == 0, "listen");
     CHECK(pthread_create(&never_ending, NULL, forever, NULL) == 0, "create");
 
-    const char *kinds[] = {"cond_wait", "nanosleep", "sleep", "sem_wait", "join", "read", "testcancel"};
+    const char *kinds[] = {"cond_wait", "nanosleep", "sleep", "sem_wait", "join", "read", "accept", "recv", "poll", "testcancel"};
     for (unsigned i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         run_case(kinds[i]);
     /* The mutex the cond_wait victim held must have been released. */
