@@ -56,6 +56,10 @@ long io_blocking(long (*call)(void *ctx), void *ctx)
   return r;
 }
 
+/* A caller that is not a G (libgmp disabled or not started, a thread made
+ * behind its back) gets glibc's own function: its cancellation points
+ * and semantics stay native. */
+
 /* The core loop (see netpoll.h for why the readiness count is read before
  * the attempt). fn(ctx, kind) makes the call: non-blocking for FDK_SOCK
  * and FDK_STREAM, as the program asked for FDK_NOPOLL. nb_call: the
@@ -205,12 +209,16 @@ static long write_all(struct rw *c, io_fn fn, bool nb_call)
 
 GMP_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
+  if (!gmp_self())
+    return NEXT(read)(fd, buf, n);
   struct rw c = {.fd = fd, .buf = buf, .len = n};
   return io_ret(io_run(fd, false, false, read_fn, &c));
 }
 
 GMP_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
+  if (!gmp_self())
+    return NEXT(write)(fd, buf, n);
   struct rw c = {.fd = fd, .buf = (void *)buf, .len = n};
   return io_ret(write_all(&c, write_fn, false));
 }
@@ -218,6 +226,8 @@ GMP_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 GMP_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a,
                             socklen_t *alen)
 {
+  if (!gmp_self())
+    return NEXT(recvfrom)(fd, buf, n, flags, a, alen);
   struct rw c = {.fd = fd, .buf = buf, .len = n, .flags = flags, .addr = a, .alen = alen};
   bool nb = (flags & MSG_DONTWAIT) != 0;
   if (!(flags & MSG_WAITALL) || nb || !gmp_self())
@@ -248,12 +258,16 @@ GMP_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct socka
 
 GMP_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
+  if (!gmp_self())
+    return NEXT(recv)(fd, buf, n, flags);
   return recvfrom(fd, buf, n, flags, NULL, NULL);
 }
 
 GMP_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
                           const struct sockaddr *a, socklen_t alen)
 {
+  if (!gmp_self())
+    return NEXT(sendto)(fd, buf, n, flags, a, alen);
   struct rw c = {.fd = fd, .buf = (void *)buf, .len = n, .flags = flags,
                  .addr = (struct sockaddr *)a, .slen = alen};
   return io_ret(write_all(&c, send_fn, (flags & MSG_DONTWAIT) != 0));
@@ -261,6 +275,8 @@ GMP_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 
 GMP_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
+  if (!gmp_self())
+    return NEXT(send)(fd, buf, n, flags);
   return sendto(fd, buf, n, flags, NULL, 0);
 }
 
@@ -312,12 +328,16 @@ static long sendmsg_fn(void *arg, int kind)
 
 GMP_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
+  if (!gmp_self())
+    return NEXT(readv)(fd, iov, n);
   struct vec c = {.fd = fd, .iov = iov, .iovcnt = n};
   return io_ret(io_run(fd, false, false, readv_fn, &c));
 }
 
 GMP_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
+  if (!gmp_self())
+    return NEXT(recvmsg)(fd, msg, flags);
   struct vec c = {.fd = fd, .msg = msg, .flags = flags};
   if ((flags & MSG_WAITALL) && !(flags & MSG_DONTWAIT) && gmp_self()) {
     struct blk b = {recvmsg_fn, &c};
@@ -388,6 +408,8 @@ static long vec_write(int fd, struct msghdr *m, int flags, bool is_msg)
 
 GMP_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 {
+  if (!gmp_self())
+    return NEXT(writev)(fd, iov, n);
   if (n < 0 || n > IOV_MAX) {
     struct vec c = {.fd = fd, .iov = iov, .iovcnt = n};
     return io_ret(writev_fn(&c, FDK_NOPOLL)); /* EINVAL from the kernel */
@@ -398,6 +420,8 @@ GMP_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 
 GMP_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+  if (!gmp_self())
+    return NEXT(sendmsg)(fd, msg, flags);
   if (msg->msg_iovlen > IOV_MAX) {
     struct vec c = {.fd = fd, .msg = (struct msghdr *)msg, .flags = flags};
     return io_ret(sendmsg_fn(&c, FDK_NOPOLL));
@@ -433,6 +457,8 @@ static long sendmmsg_fn(void *arg, int kind)
 
 GMP_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
 {
+  if (!gmp_self())
+    return NEXT(recvmmsg)(fd, v, n, flags, t);
   struct mm c = {fd, v, n, flags, t};
   bool nb = (flags & MSG_DONTWAIT) != 0;
   if (t && gmp_self() && !nb) {
@@ -456,6 +482,8 @@ GMP_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct
 
 GMP_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
+  if (!gmp_self())
+    return NEXT(sendmmsg)(fd, v, n, flags);
   struct mm c = {fd, v, n, flags, NULL};
   long r = io_run(fd, true, (flags & MSG_DONTWAIT) != 0, sendmmsg_fn, &c);
   if (r > 0)
@@ -496,6 +524,12 @@ static void force_nonblock(int fd, struct gmp_fd *d)
 
 GMP_EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
 {
+  if (!gmp_self()) {
+    int r = NEXT(accept4)(fd, a, l, flags);
+    if (r >= 0)
+      gmp_fd_new(r, FDK_SOCK, (flags & SOCK_NONBLOCK) ? FDF_NONBLOCK : 0);
+    return r;
+  }
   struct acc c = {fd, a, l, flags};
   long r;
   struct gmp_fd *d = gmp_self() ? gmp_fd_get(fd) : NULL;
@@ -518,6 +552,12 @@ GMP_EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
 
 GMP_EXPORT int accept(int fd, struct sockaddr *a, socklen_t *l)
 {
+  if (!gmp_self()) { /* glibc's accept is a cancellation point of its own */
+    int r = NEXT(accept)(fd, a, l);
+    if (r >= 0)
+      gmp_fd_new(r, FDK_SOCK, 0);
+    return r;
+  }
   return accept4(fd, a, l, 0);
 }
 
@@ -537,6 +577,8 @@ static long connect_call(void *arg)
  * only), a park until the socket is writable, and SO_ERROR. */
 GMP_EXPORT int connect(int fd, const struct sockaddr *a, socklen_t l)
 {
+  if (!gmp_self())
+    return NEXT(connect)(fd, a, l);
   struct conn c = {fd, a, l};
   if (!gmp_self())
     return (int)io_ret(connect_call(&c));

@@ -186,10 +186,8 @@ static long do_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 
 GMP_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-  if (!gmp_self()) {
-    struct pctx c = {fds, n};
-    return (int)io_ret(poll_check(&c, timeout < 0 ? -1 : (int64_t)timeout * 1000000));
-  }
+  if (!gmp_self())
+    return NEXT(poll)(fds, n, timeout);
   return (int)io_ret(do_poll(fds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000));
 }
 
@@ -209,6 +207,8 @@ static long ppoll_mask_check(void *arg, int64_t t)
 GMP_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
                      const sigset_t *mask)
 {
+  if (!gmp_self())
+    return NEXT(ppoll)(fds, n, ts, mask);
   if (ts && !ts_valid(ts))
     return (int)io_ret(-EINVAL);
   int64_t t = ts ? ts_ns(ts) : -1;
@@ -330,6 +330,8 @@ static long do_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t t, const s
 
 GMP_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
+  if (!gmp_self())
+    return NEXT(select)(n, r, w, e, tv);
   if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000))
     return (int)io_ret(-EINVAL);
   int64_t t = tv ? (int64_t)tv->tv_sec * 1000000000LL + (int64_t)tv->tv_usec * 1000 : -1;
@@ -348,6 +350,8 @@ GMP_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv
 GMP_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
                        const sigset_t *mask)
 {
+  if (!gmp_self())
+    return NEXT(pselect)(n, r, w, e, ts, mask);
   if (ts && !ts_valid(ts))
     return (int)io_ret(-EINVAL);
   return (int)io_ret(do_select(n, r, w, e, ts ? ts_ns(ts) : -1, mask));
@@ -392,18 +396,24 @@ static long do_epoll(int epfd, struct epoll_event *ev, int max, int64_t t, const
 
 GMP_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
+  if (!gmp_self())
+    return NEXT(epoll_wait)(epfd, ev, max, timeout);
   return (int)io_ret(do_epoll(epfd, ev, max, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL));
 }
 
 GMP_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
                            const sigset_t *mask)
 {
+  if (!gmp_self())
+    return NEXT(epoll_pwait)(epfd, ev, max, timeout, mask);
   return (int)io_ret(do_epoll(epfd, ev, max, timeout < 0 ? -1 : (int64_t)timeout * 1000000, mask));
 }
 
 GMP_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
                             const struct timespec *ts, const sigset_t *mask)
 {
+  if (!gmp_self())
+    return NEXT(epoll_pwait2)(epfd, ev, max, ts, mask);
   if (ts && !ts_valid(ts))
     return (int)io_ret(-EINVAL);
   return (int)io_ret(do_epoll(epfd, ev, max, ts ? ts_ns(ts) : -1, mask));
