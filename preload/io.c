@@ -58,7 +58,8 @@ long io_blocking(long (*call)(void *ctx), void *ctx)
 
 /* A caller that is not a G (libgmp disabled or not started, a thread made
  * behind its back) gets glibc's own function: its cancellation points
- * and semantics stay native. */
+ * and semantics stay native. Everything below the exported wrappers
+ * therefore runs in a G. */
 
 /* The core loop (see netpoll.h for why the readiness count is read before
  * the attempt). fn(ctx, kind) makes the call: non-blocking for FDK_SOCK
@@ -67,8 +68,6 @@ long io_blocking(long (*call)(void *ctx), void *ctx)
 static long io_run(int fd, bool write, bool nb_call, io_fn fn, void *ctx)
 {
   struct blk b = {fn, ctx};
-  if (!gmp_self())
-    return fn(ctx, FDK_NOPOLL);
   gmp_testcancel();
   struct gmp_fd *d = gmp_fd_get(fd);
   int kind = d ? gmp_fd_kind(fd, d) : FDK_NOPOLL;
@@ -230,7 +229,7 @@ GMP_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct socka
     return NEXT(recvfrom)(fd, buf, n, flags, a, alen);
   struct rw c = {.fd = fd, .buf = buf, .len = n, .flags = flags, .addr = a, .alen = alen};
   bool nb = (flags & MSG_DONTWAIT) != 0;
-  if (!(flags & MSG_WAITALL) || nb || !gmp_self())
+  if (!(flags & MSG_WAITALL) || nb)
     return io_ret(io_run(fd, false, nb, recv_fn, &c));
   /* MSG_WAITALL: the kernel would wait for all n bytes; our attempts do
    * not, so gather (a peek cannot be gathered: the blocking path). */
@@ -339,7 +338,7 @@ GMP_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
   if (!gmp_self())
     return NEXT(recvmsg)(fd, msg, flags);
   struct vec c = {.fd = fd, .msg = msg, .flags = flags};
-  if ((flags & MSG_WAITALL) && !(flags & MSG_DONTWAIT) && gmp_self()) {
+  if ((flags & MSG_WAITALL) && !(flags & MSG_DONTWAIT)) {
     struct blk b = {recvmsg_fn, &c};
     return io_ret(io_blocking(blk_call, &b)); /* gathering ancillary data: kernel's job */
   }
@@ -358,7 +357,7 @@ static long vec_write(int fd, struct msghdr *m, int flags, bool is_msg)
   io_fn fn = is_msg ? sendmsg_fn : writev_fn;
   bool nb = (flags & MSG_DONTWAIT) != 0;
   long r = io_run(fd, true, nb, fn, &c);
-  if (r <= 0 || !gmp_self())
+  if (r <= 0)
     return r;
   size_t total = 0;
   for (size_t i = 0; i < m->msg_iovlen; i++)
@@ -461,12 +460,12 @@ GMP_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct
     return NEXT(recvmmsg)(fd, v, n, flags, t);
   struct mm c = {fd, v, n, flags, t};
   bool nb = (flags & MSG_DONTWAIT) != 0;
-  if (t && gmp_self() && !nb) {
+  if (t && !nb) {
     struct blk b = {recvmmsg_fn, &c};
     return (int)io_ret(io_blocking(blk_call, &b));
   }
   long r = io_run(fd, false, nb, recvmmsg_fn, &c);
-  if (r <= 0 || nb || (flags & MSG_WAITFORONE) || !gmp_self())
+  if (r <= 0 || nb || (flags & MSG_WAITFORONE))
     return (int)io_ret(r);
   unsigned done = (unsigned)r;
   c.flags |= MSG_WAITFORONE;
@@ -532,7 +531,7 @@ GMP_EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
   }
   struct acc c = {fd, a, l, flags};
   long r;
-  struct gmp_fd *d = gmp_self() ? gmp_fd_get(fd) : NULL;
+  struct gmp_fd *d = gmp_fd_get(fd);
   if (d && gmp_fd_kind(fd, d) == FDK_SOCK) {
     force_nonblock(fd, d);
     if (atomic_load(&d->flags) & (FDF_FORCED | FDF_NONBLOCK)) {
@@ -580,8 +579,6 @@ GMP_EXPORT int connect(int fd, const struct sockaddr *a, socklen_t l)
   if (!gmp_self())
     return NEXT(connect)(fd, a, l);
   struct conn c = {fd, a, l};
-  if (!gmp_self())
-    return (int)io_ret(connect_call(&c));
   gmp_testcancel();
   struct gmp_fd *d = gmp_fd_get(fd);
   if (!d || gmp_fd_kind(fd, d) != FDK_SOCK || (atomic_load(&d->flags) & FDF_NONBLOCK))
@@ -837,14 +834,13 @@ GMP_EXPORT int fcntl(int fd, int cmd, ...)
       r = fcntl_call(&c);
     }
     return (int)io_ret(r);
-  case F_GETFL:
+  case F_GETFL: {
     r = fcntl_call(&c);
-    if (r >= 0 && forced(fd)) {
-      struct gmp_fd *d = gmp_fd_get(fd);
-      if (!(atomic_load(&d->flags) & FDF_NONBLOCK))
-        r &= ~(long)O_NONBLOCK;
-    }
+    struct gmp_fd *d = gmp_fd_get(fd);
+    if (r >= 0 && d && (atomic_load(&d->flags) & (FDF_FORCED | FDF_NONBLOCK)) == FDF_FORCED)
+      r &= ~(long)O_NONBLOCK; /* the program's view, not libgmp's */
     return (int)io_ret(r);
+  }
   case F_SETFL:
     if (forced(fd))
       c.arg |= O_NONBLOCK;

@@ -212,11 +212,9 @@ GMP_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
   if (ts && !ts_valid(ts))
     return (int)io_ret(-EINVAL);
   int64_t t = ts ? ts_ns(ts) : -1;
-  if (!gmp_self() || mask) {
+  if (mask) {
     /* The mask must be in force while waiting: the kernel's job. */
     struct ppctx c = {fds, n, mask};
-    if (!gmp_self())
-      return (int)io_ret(ppoll_mask_check(&c, t));
     gmp_testcancel();
     return (int)io_ret(wait_blocking(ppoll_mask_check, &c, io_deadline_after(t)));
   }
@@ -277,21 +275,15 @@ static long do_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t t, const s
 {
   struct sctx c = {.n = n, .r = r, .w = w, .e = e, .mask = mask};
   if (n < 0 || n > FD_SETSIZE || mask) {
-    if (!gmp_self())
-      return select_check(&c, t);
+    /* A mask to keep in force while waiting, or sets larger than fd_set:
+     * the program's own call, in the kernel, with the P handed off. */
     gmp_testcancel();
-    if (n >= 0 && n <= FD_SETSIZE) {
-      if (r) c.r0 = *r;
-      if (w) c.w0 = *w;
-      if (e) c.e0 = *e;
-      return wait_blocking(select_check, &c, io_deadline_after(t));
-    }
-    /* larger sets than fd_set: straight to the kernel, as the program wrote it */
     struct timespec ts = {t / 1000000000, t % 1000000000};
+    struct { const sigset_t *ss; size_t len; } sm = {mask, 8};
     long rr;
     do {
       gmp_entersyscall();
-      rr = gmp_sys6(SYS_pselect6, n, r, w, e, t < 0 ? NULL : &ts, NULL);
+      rr = gmp_sys6(SYS_pselect6, n, r, w, e, t < 0 ? NULL : &ts, mask ? &sm : NULL);
       gmp_exitsyscall();
     } while (rr == -EINTR && io_retry_eintr());
     return rr;
@@ -299,8 +291,6 @@ static long do_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t t, const s
   if (r) c.r0 = *r;
   if (w) c.w0 = *w;
   if (e) c.e0 = *e;
-  if (!gmp_self())
-    return select_check(&c, t);
   gmp_testcancel();
   long res = select_check(&c, 0);
   if (res != 0 || t == 0)
@@ -382,8 +372,6 @@ static long epoll_check(void *arg, int64_t t)
 static long do_epoll(int epfd, struct epoll_event *ev, int max, int64_t t, const sigset_t *mask)
 {
   struct ectx c = {epfd, ev, max, mask};
-  if (!gmp_self())
-    return epoll_check(&c, t);
   gmp_testcancel();
   if (mask)
     return wait_blocking(epoll_check, &c, io_deadline_after(t));

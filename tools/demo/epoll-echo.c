@@ -57,69 +57,9 @@ static struct conn *ready_head, *ready_tail;
 static char rbuf[READ_CHUNK];   /* one read buffer, shared: one thread */
 static unsigned long long conns_accepted, conns_closed, bytes_echoed;
 static long long conns_open, conns_open_peak;
+#include "demo.h"
+
 static int spare_fd = -1;       /* see accept_all() */
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
-
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        die("getrlimit(RLIMIT_NOFILE)");
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            perror("setrlimit(RLIMIT_NOFILE)");
-    }
-}
-
-static int parse_port(int argc, char **argv)
-{
-    if (argc > 2 || (argc == 2 && (strcmp(argv[1], "-h") == 0 ||
-                                   strcmp(argv[1], "--help") == 0))) {
-        fprintf(stderr, "usage: %s [PORT]   (0 or absent: ephemeral port)\n",
-                argv[0]);
-        exit(2);
-    }
-    if (argc < 2)
-        return 0;
-    char *end;
-    errno = 0;
-    long p = strtol(argv[1], &end, 10);
-    if (errno != 0 || *end != '\0' || end == argv[1] || p < 0 || p > 65535) {
-        fprintf(stderr, "%s: bad port '%s' (0..65535)\n", argv[0], argv[1]);
-        exit(2);
-    }
-    return (int)p;
-}
-
-static int listen_on(int port, int *bound)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        die("socket");
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
-        die("setsockopt(SO_REUSEADDR)");
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        die("bind 127.0.0.1");
-    if (listen(fd, SOMAXCONN) != 0)   /* the kernel clamps to somaxconn */
-        die("listen");
-    socklen_t len = sizeof sa;
-    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-        die("getsockname");
-    *bound = ntohs(sa.sin_port);
-    return fd;
-}
 
 static void close_conn(struct conn *c)
 {
@@ -311,7 +251,7 @@ int main(int argc, char **argv)
     spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     int bound;
-    int lfd = listen_on(port, &bound);
+    int lfd = listen_on(port, SOCK_NONBLOCK | SOCK_CLOEXEC, &bound);
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1");

@@ -51,73 +51,9 @@
  * at start: answering then costs no per-request generation or allocation. */
 static char pattern[MAX_BODY];
 
-static atomic_ullong conns_accepted, conns_closed, requests_served;
-static atomic_ullong create_failures;
-static atomic_llong conns_open, conns_open_peak;
+#include "threaded.h"
 
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
-
-/* One descriptor per connection: lift the soft limit to the hard one
- * (no privilege needed) so the server is not capped at 1024 clients. */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        die("getrlimit(RLIMIT_NOFILE)");
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            perror("setrlimit(RLIMIT_NOFILE)");
-    }
-}
-
-static int parse_port(int argc, char **argv)
-{
-    if (argc > 2 || (argc == 2 && (strcmp(argv[1], "-h") == 0 ||
-                                   strcmp(argv[1], "--help") == 0))) {
-        fprintf(stderr, "usage: %s [PORT]   (0 or absent: ephemeral port)\n",
-                argv[0]);
-        exit(2);
-    }
-    if (argc < 2)
-        return 0;
-    char *end;
-    errno = 0;
-    long p = strtol(argv[1], &end, 10);
-    if (errno != 0 || *end != '\0' || end == argv[1] || p < 0 || p > 65535) {
-        fprintf(stderr, "%s: bad port '%s' (0..65535)\n", argv[0], argv[1]);
-        exit(2);
-    }
-    return (int)p;
-}
-
-static int listen_on(int port, int *bound)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        die("socket");
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
-        die("setsockopt(SO_REUSEADDR)");
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        die("bind 127.0.0.1");
-    if (listen(fd, SOMAXCONN) != 0)   /* the kernel clamps to somaxconn */
-        die("listen");
-    socklen_t len = sizeof sa;
-    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-        die("getsockname");
-    *bound = ntohs(sa.sin_port);
-    return fd;
-}
+static atomic_ullong requests_served;   /* added when a connection ends */
 
 /* writev() until both pieces are out.  Head and body go in one call:
  * written separately, the small head would be sent alone and Nagle's
@@ -471,111 +407,14 @@ static void *serve(void *arg)
     else
         close(c.fd);
     atomic_fetch_add(&requests_served, served);
-    atomic_fetch_add(&conns_closed, 1);
-    atomic_fetch_sub(&conns_open, 1);
-    return NULL;
-}
-
-static void note_open(void)
-{
-    long long open = atomic_fetch_add(&conns_open, 1) + 1;
-    long long peak = atomic_load(&conns_open_peak);
-    while (open > peak &&
-           !atomic_compare_exchange_weak(&conns_open_peak, &peak, open))
-        ;
-}
-
-/* Accept loop in its own thread; the main thread waits for the stop
- * signal in sigwait() (see echo-threads.c for why). */
-static void *accept_loop(void *arg)
-{
-    int lfd = *(int *)arg;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int warned_fd = 0, warned_thread = 0;
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                errno == ENOMEM) {
-                if (!warned_fd++)
-                    perror("accept (will retry)");
-                nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-                continue;
-            }
-            die("accept");
-        }
-        note_open();
-        int err = pthread_create(&(pthread_t){0}, &attr, serve,
-                                 (void *)(intptr_t)fd);
-        if (err != 0) {
-            if (!warned_thread++)
-                fprintf(stderr, "pthread_create: %s (dropping connections"
-                        " while this lasts)\n", strerror(err));
-            atomic_fetch_add(&create_failures, 1);
-            atomic_fetch_sub(&conns_open, 1);
-            close(fd);
-            continue;
-        }
-        atomic_fetch_add(&conns_accepted, 1);
-    }
+    conn_done();
     return NULL;
 }
 
 int main(int argc, char **argv)
 {
-    int port = parse_port(argc, argv);
-    raise_nofile();
-    signal(SIGPIPE, SIG_IGN);   /* a reset client: EPIPE, not death */
     for (size_t i = 0; i < sizeof pattern; i++)
         pattern[i] = (char)('a' + i % 26);
-
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    int err = pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    if (err != 0) {
-        fprintf(stderr, "pthread_sigmask: %s\n", strerror(err));
-        return 1;
-    }
-
-    int bound;
-    int lfd = listen_on(port, &bound);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    pthread_t acceptor;
-    err = pthread_create(&acceptor, NULL, accept_loop, &lfd);
-    if (err != 0) {
-        fprintf(stderr, "pthread_create(acceptor): %s\n", strerror(err));
-        return 1;
-    }
-    printf("listening on %d\n", bound);
-    fflush(stdout);
-
-    int sig = 0;
-    do {
-        err = sigwait(&stop, &sig);
-    } while (err == EINTR);
-    if (err != 0) {
-        fprintf(stderr, "sigwait: %s\n", strerror(err));
-        return 1;
-    }
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double up = (double)(t1.tv_sec - t0.tv_sec) +
-                (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("http-threads: %s after %.1f s: %llu connections served"
-           " (%llu closed, %lld still open, peak %lld open at once),"
-           " %llu requests answered on closed connections, %llu refused"
-           " for lack of a thread\n",
-           sig == SIGINT ? "SIGINT" : "SIGTERM", up,
-           atomic_load(&conns_accepted), atomic_load(&conns_closed),
-           atomic_load(&conns_open), atomic_load(&conns_open_peak),
-           atomic_load(&requests_served), atomic_load(&create_failures));
-    fflush(stdout);
-    exit(0);
+    return run_threaded_server(argc, argv, "http-threads", serve,
+                               "requests answered", &requests_served);
 }
