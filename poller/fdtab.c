@@ -115,6 +115,7 @@ void gmp_fd_new(int fd, int kind, unsigned flags)
    * closed behind our back, by glibc itself) must not be confused. */
   atomic_fetch_add(&d->gen, 1);
   atomic_store(&d->epoch, 0);
+  atomic_store(&d->outepoch, 0);
   d->peer = -1;
   d->peer_gen = 0;
   d->rcvtimeo = d->sndtimeo = 0;

@@ -32,6 +32,11 @@ int gmp_fd_wait(int fd, struct gmp_fd *d, uint32_t gen, bool write, uint32_t seq
     if (e)
       return e;
   }
+  if (write) {
+    int e = gmp_netpoll_want_output(fd, d);
+    if (e)
+      return e;
+  }
   struct fdwait w = {d, write ? &d->wseq : &d->rseq, seq, gen};
   /* nwait before the validate's read of the counter (both seq_cst): a
    * waker that bumps the counter and then finds nwait == 0 cannot have
@@ -89,6 +94,7 @@ void gmp_fd_closing(int fd)
    * itself, behind the wrappers) is looked at afresh. */
   atomic_store(&d->kind, FDK_UNKNOWN);
   atomic_store(&d->epoch, 0);
+  atomic_store(&d->outepoch, 0);
   d->peer = -1;
   gmp_spin_unlock(&d->lock);
   gmp_fd_wake_all(d);
@@ -107,5 +113,9 @@ void gmp_fd_kick_peer(struct gmp_fd *d)
   atomic_fetch_add(&pd->rseq, 1);
   struct g *list = NULL;
   gmp_unpark_collect(&pd->rseq, &list);
-  ready_list(list);
+  while (list) {
+    struct g *next = gmp_g_next(list);
+    gmp_ready_handoff(list);
+    list = next;
+  }
 }

@@ -62,6 +62,7 @@ struct gmp_fd {
   _Atomic uint32_t wseq;  /* output readiness events; writers park on &wseq */
   _Atomic uint32_t gen;   /* incremented by close */
   _Atomic uint32_t epoch; /* netpoll epoch it is registered in; 0: never */
+  _Atomic uint32_t outepoch; /* epoch in which output interest was added */
   _Atomic int32_t nwait;  /* Gs parked or about to park on it */
   _Atomic uint8_t kind;   /* enum gmp_fdkind */
   _Atomic uint8_t flags;  /* FDF_* */
@@ -108,9 +109,14 @@ extern _Atomic int32_t gmp_netpoll_waiters;
 
 /* The current registration epoch (changes in a fork child). */
 uint32_t gmp_netpoll_epoch(void);
-/* Register fd (edge-triggered, in and out) in the current epoch. 0, or an
+/* Register fd (edge-triggered, input) in the current epoch. 0, or an
  * errno (EPERM: the file does not support polling). */
 int gmp_netpoll_register(int fd, struct gmp_fd *d);
+/* Add output interest to a registered fd, the first time a G waits to
+ * write on it. Lazily, because with edge triggering every read by the
+ * peer that frees buffer space is an output event: an fd nobody ever
+ * waits to write on would wake the blocked poller for nothing. */
+int gmp_netpoll_want_output(int fd, struct gmp_fd *d);
 /* Poll: timeout_ns < 0 blocks until an event or gmp_netpoll_break, 0
  * returns at once. Readied Gs are returned as a list linked through
  * their schedlink (their park ended; the caller makes them runnable). */

@@ -106,7 +106,7 @@ int gmp_netpoll_register(int fd, struct gmp_fd *d)
     return 0;
   }
   struct epoll_event ev = {
-      .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+      .events = EPOLLIN | EPOLLRDHUP | EPOLLET,
       .data.u64 = (uint64_t)(uint32_t)fd | (uint64_t)atomic_load(&d->gen) << 32,
   };
   long r = gmp_sys4(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, fd, &ev);
@@ -117,6 +117,29 @@ int gmp_netpoll_register(int fd, struct gmp_fd *d)
   gmp_spin_unlock(&d->lock);
   if (r == 0 && !atomic_load_explicit(&gmp_netpoll_active, memory_order_relaxed))
     atomic_store(&gmp_netpoll_active, true);
+  return (int)-r;
+}
+
+int gmp_netpoll_want_output(int fd, struct gmp_fd *d)
+{
+  uint32_t cur = gmp_netpoll_epoch();
+  if (atomic_load_explicit(&d->outepoch, memory_order_acquire) == cur)
+    return 0;
+  int ep = atomic_load(&epfd);
+  gmp_spin_lock(&d->lock);
+  long r = 0;
+  if (atomic_load(&d->outepoch) != cur) {
+    /* The kernel checks readiness again on MOD: an fd writable already
+     * reports it now, so the waiter's counter moves and it retries. */
+    struct epoll_event ev = {
+        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        .data.u64 = (uint64_t)(uint32_t)fd | (uint64_t)atomic_load(&d->gen) << 32,
+    };
+    r = gmp_sys4(SYS_epoll_ctl, ep, EPOLL_CTL_MOD, fd, &ev);
+    if (r == 0)
+      atomic_store_explicit(&d->outepoch, cur, memory_order_release);
+  }
+  gmp_spin_unlock(&d->lock);
   return (int)-r;
 }
 

@@ -21,6 +21,7 @@
 void gmp_mutex_thread_exit(void); /* mutex.c */
 void gmp_cancel_init(void);       /* cancel.c */
 void gmp_crash_init(void);        /* crash.c */
+void gmp_tsd_init(void);          /* tsd.c */
 void gmp_sigaction_init(void);    /* sigaction.c */
 void gmp_sig_hide(int sig);       /* sigaction.c */
 
@@ -158,6 +159,7 @@ __attribute__((constructor(101))) static void gmp_init(void)
     return;
   }
 
+  gmp_tsd_init(); /* before the runtime makes any key of its own */
   struct gmp_native nat = {.create = real_pthread_create, .join = real_pthread_join};
   const char *fail = gmp_sched_init(&c, &nat);
   if (fail) {

@@ -6,6 +6,26 @@
  */
 #include "preload/preload.h"
 
+/* Keys made before libgmp started — a library's constructor can run before
+ * libgmp's (GLib's GPrivate does) — are glibc's: below native_below, get
+ * and set go to glibc, which keeps the values in the calling thread's TCB,
+ * and every G has a TCB of its own. (glibc runs their destructors only
+ * for its own threads: a G's values of such keys are not destroyed.) */
+static unsigned native_below;
+
+void gmp_tsd_init(void)
+{
+  /* glibc hands out the lowest free key: a probe shows how many are taken. */
+  pthread_key_t k;
+  if (REAL(pthread_key_create)(&k, NULL) != 0)
+    return;
+  REAL(pthread_key_delete)(k);
+  native_below = k;
+  gmp_key_reserve(k);
+}
+
+static bool native_key(pthread_key_t key) { return key < native_below; }
+
 GMP_EXPORT int pthread_key_create(pthread_key_t *key, void (*destr)(void *))
 {
   if (!gmp_running)
@@ -19,14 +39,14 @@ GMP_EXPORT int pthread_key_create(pthread_key_t *key, void (*destr)(void *))
 
 GMP_EXPORT int pthread_key_delete(pthread_key_t key)
 {
-  if (!gmp_running)
+  if (!gmp_running || native_key(key))
     return REAL(pthread_key_delete)(key);
   return gmp_key_delete(key);
 }
 
 GMP_EXPORT void *pthread_getspecific(pthread_key_t key)
 {
-  if (!gmp_self())
+  if (!gmp_self() || native_key(key))
     return REAL(pthread_getspecific)(key);
   return gmp_getspecific(key);
 }
@@ -38,7 +58,7 @@ GMP_EXPORT void *pthread_getspecific(pthread_key_t key)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 GMP_EXPORT int pthread_setspecific(pthread_key_t key, const void *v)
 {
-  if (!gmp_self())
+  if (!gmp_self() || native_key(key))
     return REAL(pthread_setspecific)(key, v);
   return gmp_setspecific(key, v);
 }

@@ -353,6 +353,27 @@ void gmp_ready_p(struct p *p, struct g *g)
   gmp_wakep();
 }
 
+/* The poller's direct hand-off (a write readying the reader on the other
+ * end of a pipe or socketpair): g goes to runnext of the writer's P and no
+ * other M is woken. A request/response pair then alternates on one P, as
+ * Go's pair does through netpoll(0), without a futex wake-up per message;
+ * if the writer keeps running instead, the epoll event of the same write
+ * wakes the M blocked in the poller, which finds nothing to ready and
+ * steals g from runnext within microseconds (findrunnable's last round). */
+void gmp_ready_handoff(struct g *g)
+{
+  struct g *cur = gmp_curg_raw();
+  if (!cur || cur->is_g0) {
+    gmp_ready(g);
+    return;
+  }
+  struct p *p = gmp_enter_runtime(cur);
+  g->runnable_since = 0;
+  atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+  gmp_runqput(p, g, true);
+  gmp_leave_runtime(p);
+}
+
 /* Make g runnable, from any context: g0 (timers), a G, or a thread that
  * is neither (then via the global queue). */
 void gmp_ready(struct g *g)

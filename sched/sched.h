@@ -196,6 +196,9 @@ int gmp_park_on_fd(const void *addr, bool (*validate)(void *), void *arg,
 int gmp_unpark_collect(const void *addr, struct g **list);
 struct g *gmp_g_next(struct g *g);
 void gmp_ready_g(struct g *g);
+/* Ready g to run next on the caller's P, waking no other M (a direct
+ * hand-off from a writer to the reader it just fed). */
+void gmp_ready_handoff(struct g *g);
 /* The poller (poller/) asks for an M to block in epoll_wait: a G started
  * waiting for an fd while nobody watches the poller and Ps are idle. */
 bool gmp_netpoll_unwatched(void);
@@ -235,6 +238,9 @@ bool gmp_eintr_was_ours(void);
 /* ---- thread-specific data ------------------------------------------------ */
 
 int gmp_key_create(unsigned *key, void (*destr)(void *));
+/* Keys 0..n-1 were made by glibc before the runtime started (a library
+ * constructor): never hand them out (preload/tsd.c passes them to glibc). */
+void gmp_key_reserve(unsigned n);
 int gmp_key_delete(unsigned key);
 void *gmp_getspecific(unsigned key);
 int gmp_setspecific(unsigned key, const void *v);

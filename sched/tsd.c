@@ -23,6 +23,12 @@ static struct {
   void (*_Atomic destr)(void *);
 } keys[NKEYS];
 
+void gmp_key_reserve(unsigned n)
+{
+  for (unsigned k = 0; k < n && k < NKEYS; k++)
+    atomic_store(&keys[k].seq, 1); /* in use, forever: glibc's */
+}
+
 int gmp_key_create(unsigned *key, void (*destr)(void *))
 {
   for (unsigned k = 0; k < NKEYS; k++) {
