@@ -19,7 +19,6 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <execinfo.h>
-#include <libunwind.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -50,38 +49,18 @@ static void frame(int i, uintptr_t pc, const char *name, uintptr_t off)
 
 static void backtrace_of(void *uc)
 {
-  void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-  int (*init2)(unw_cursor_t *, unw_context_t *, int) =
-      h ? (int (*)(unw_cursor_t *, unw_context_t *, int))dlsym(h, "_ULx86_64_init_local2") : NULL;
-  int (*step)(unw_cursor_t *) = h ? (int (*)(unw_cursor_t *))dlsym(h, "_ULx86_64_step") : NULL;
-  int (*get_reg)(unw_cursor_t *, int, unw_word_t *) =
-      h ? (int (*)(unw_cursor_t *, int, unw_word_t *))dlsym(h, "_ULx86_64_get_reg") : NULL;
-  int (*proc_name)(unw_cursor_t *, char *, size_t, unw_word_t *) =
-      h ? (int (*)(unw_cursor_t *, char *, size_t, unw_word_t *))dlsym(h, "_ULx86_64_get_proc_name")
-        : NULL;
-  if (init2 && step && get_reg && proc_name) {
-    /* On x86_64, libunwind's unw_context_t is the ucontext_t the kernel
-     * gave the handler: unwind from the interrupted frame itself. */
-    unw_cursor_t c;
-    if (init2(&c, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) == 0) {
-      gmp_printf_err("libgmp: backtrace (libunwind):\n");
-      for (int i = 0; i < BT_MAX; i++) {
-        unw_word_t pc = 0, off = 0;
-        char name[256];
-        if (get_reg(&c, UNW_REG_IP, &pc) != 0 || pc == 0)
-          break;
-        if (proc_name(&c, name, sizeof name, &off) != 0)
-          name[0] = 0;
-        frame(i, (uintptr_t)pc, name, (uintptr_t)off);
-        if (step(&c) <= 0)
-          break;
-      }
-      return;
-    }
+  /* From the faulting frame itself (shim/unwind.c). */
+  struct gmp_frame f[BT_MAX];
+  int n = gmp_unwind_signal(uc, f, BT_MAX);
+  if (n >= 0) {
+    gmp_printf_err("libgmp: backtrace (libunwind):\n");
+    for (int i = 0; i < n; i++)
+      frame(i, f[i].pc, f[i].name, f[i].off);
+    return;
   }
   /* glibc's unwinder (libgcc), from this handler's own frame. */
   void *pcs[BT_MAX];
-  int n = backtrace(pcs, BT_MAX);
+  n = backtrace(pcs, BT_MAX);
   gmp_printf_err("libgmp: backtrace (libunwind not installed; from the signal handler):\n");
   for (int i = 0; i < n; i++) {
     Dl_info di;

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,33 @@ static void print_stats(void)
   gmp_stats_print();
 }
 
+/* glibc's own entry, past preload/sigaction.c's wrapper of sigaction. */
+extern int __sigaction(int, const struct sigaction *, struct sigaction *);
+void gmp_sig_hide(int sig); /* sigaction.c */
+
+/* GMP_DEBUG=dumpsignal=SIG: the signal prints a goroutine dump instead of
+ * its default action. Installed like the crash report (the program sees
+ * SIG_DFL; a handler it installs later replaces this one). */
+static void on_dumpsignal(int sig)
+{
+  gmp_dump_request();
+}
+
+static void dumpsignal_init(int sig)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_dumpsignal;
+  sa.sa_flags = SA_RESTART; /* an interrupted call goes on as if nothing happened */
+  sigemptyset(&sa.sa_mask);
+  if (__sigaction(sig, &sa, NULL) != 0) {
+    gmp_printf_err("libgmp: GMP_DEBUG dumpsignal=%d: sigaction failed; off\n", sig);
+    return;
+  }
+  gmp_sig_hide(sig);
+  gmp_sig_own(sig);
+}
+
 static void parse_debug(const char *s, struct gmp_config *c)
 {
   char buf[512];
@@ -99,13 +127,19 @@ static void parse_debug(const char *s, struct gmp_config *c)
         gmp_printf_err("libgmp: GMP_DEBUG asyncpreemptoff='%s' is invalid (want 0 or 1); using 0\n", v);
       else
         c->asyncpreemptoff = n != 0;
+    } else if (strcmp(kv, "dumpsignal") == 0) {
+      int sig;
+      if ((why = gmp_parse_signal(v, &sig)))
+        gmp_printf_err("libgmp: GMP_DEBUG dumpsignal='%s' is invalid (want %s); off\n", v, why);
+      else
+        c->dumpsignal = sig;
     } else if (strcmp(kv, "verbose") == 0) {
       if ((why = gmp_parse_int(v, 0, 9, &n)))
         gmp_printf_err("libgmp: GMP_DEBUG verbose='%s' is invalid (want %s); using 0\n", v, why);
       else
         c->verbose = (int)n;
     } else {
-      gmp_printf_err("libgmp: GMP_DEBUG: unknown key '%s' (known: asyncpreemptoff, guardlimit, maxthreads, schedtrace, scheddetail, stats, verbose); ignored\n", kv);
+      gmp_printf_err("libgmp: GMP_DEBUG: unknown key '%s' (known: asyncpreemptoff, dumpsignal, guardlimit, maxthreads, schedtrace, scheddetail, stats, verbose); ignored\n", kv);
     }
   }
 }
@@ -147,6 +181,8 @@ __attribute__((constructor(101))) static void gmp_init(void)
   if ((v = getenv("GMP_DEBUG")) && *v)
     parse_debug(v, &c);
   c.tracefile = getenv("GMP_TRACEFILE");
+  if ((v = getenv("GMP_TRACE")) && *v)
+    c.tracejson = v;
   if (truthy("GMP_VERBOSE", getenv("GMP_VERBOSE")) && c.verbose == 0)
     c.verbose = 1;
 
@@ -174,6 +210,8 @@ __attribute__((constructor(101))) static void gmp_init(void)
   gmp_sigaction_init();
   if (gmp_owns_sigurg())
     gmp_sig_hide(SIGURG);
+  if (c.dumpsignal)
+    dumpsignal_init(c.dumpsignal);
   /* Registered first, so our prepare runs last and our child handler
    * first: the program's own child handlers may already create threads. */
   pthread_atfork(gmp_fork_prepare, gmp_fork_parent, gmp_fork_child);

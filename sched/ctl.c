@@ -5,8 +5,13 @@
  *   /tmp/gmp-<uid>/<pid>.sock   (directory 0700, socket 0600)
  *
  * sysmon looks for a client every 100 ms (one non-blocking accept), reads
- * a one-word command ("sched" or "detail") and answers with the same text
- * schedtrace prints. Only the process's own user (or root) can connect.
+ * a one-word command and answers with text:
+ *   sched       the SCHED line schedtrace prints
+ *   detail      the same with the per-P, per-M and per-G lines
+ *   goroutines  the goroutine dump (dump.c), backtraces included
+ *   stats       "key value" counters (trace.c), for gmp-schedtrace --top
+ * A client that stops reading cannot hold sysmon for more than the
+ * send timeout. Only the process's own user (or root) can connect.
  * The socket is unlinked at exit; a forked child makes its own.
  */
 #define _GNU_SOURCE
@@ -19,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -98,11 +104,31 @@ void gmp_ctl_poll(void)
   }
   char cmd[32] = "";
   struct pollfd pf = {.fd = c, .events = POLLIN};
-  if (poll(&pf, 1, 200) == 1) {
-    ssize_t n = read(c, cmd, sizeof cmd - 1);
-    cmd[n > 0 ? n : 0] = 0;
+  /* The client writes its command right after connecting; wait for it
+   * (a poll cut short by a signal is retried), else the command would be
+   * left unread and the close would reset the client's connection. */
+  for (int tries = 0; tries < 5; tries++) {
+    int r = poll(&pf, 1, 200);
+    if (r == 1) {
+      ssize_t n = read(c, cmd, sizeof cmd - 1);
+      cmd[n > 0 ? n : 0] = 0;
+      break;
+    }
+    if (r == 0 || errno != EINTR)
+      break;
   }
-  bool detail = strncmp(cmd, "detail", 6) == 0;
-  gmp_schedtrace_to(c, (gmp_nanotime() - start_ns) / 1000000, detail);
+  struct timeval tmo = {2, 0};
+  setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof tmo);
+  int64_t ms = (gmp_nanotime() - start_ns) / 1000000;
+  if (strncmp(cmd, "goroutines", 10) == 0 || strncmp(cmd, "stats", 5) == 0) {
+    int old = gmp_out_to(c);
+    if (cmd[0] == 'g')
+      gmp_goroutines();
+    else
+      gmp_stats_kv(ms);
+    gmp_out_to(old);
+  } else {
+    gmp_schedtrace_to(c, ms, strncmp(cmd, "detail", 6) == 0);
+  }
   close(c);
 }

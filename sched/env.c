@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -63,6 +65,35 @@ const char *gmp_parse_size(const char *s, size_t lo, size_t hi, size_t *out)
   if (v < lo || v > hi)
     return why;
   *out = (size_t)v;
+  return NULL;
+}
+
+const char *gmp_parse_signal(const char *s, int *out)
+{
+  static const char why[] =
+      "a signal name or number a program may catch (SIGQUIT, QUIT, USR2, 12, ...)";
+  if (!s || !*s)
+    return why;
+  int sig = 0;
+  if (isdigit((unsigned char)*s)) {
+    long v;
+    if (gmp_parse_int(s, 1, SIGRTMAX, &v))
+      return why;
+    sig = (int)v;
+  } else {
+    const char *name = strncasecmp(s, "SIG", 3) == 0 ? s + 3 : s;
+    for (int i = 1; i < NSIG && !sig; i++) {
+      const char *ab = sigabbrev_np(i);
+      if (ab && strcasecmp(ab, name) == 0)
+        sig = i;
+    }
+  }
+  /* Not catchable, the runtime's own (SIGURG: preemption), or a fault
+   * (a dump would hide the crash report). */
+  if (sig <= 0 || sig == SIGKILL || sig == SIGSTOP || sig == SIGURG || sig == SIGSEGV ||
+      sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig >= NSIG)
+    return why;
+  *out = sig;
   return NULL;
 }
 

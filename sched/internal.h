@@ -6,6 +6,14 @@
 #include "sched/sched.h"
 
 struct m *gmp_getm(void);
+/* The program thread (G) a TCB of gmp_for_each_tcb belongs to; NULL for
+ * an M's g0 or a TCB not in use. */
+static inline struct g *gmp_prog_g_of_tcb(void *tcb)
+{
+  uintptr_t slot = (uintptr_t)gmp_tcb_slot_of(tcb);
+  struct g *g = (struct g *)(slot & ~GMP_SLOT_G0);
+  return !g || (slot & GMP_SLOT_G0) || g->is_g0 ? NULL : g;
+}
 void gmp_ready(struct g *g);
 void gmp_runqput(struct p *p, struct g *g, bool next);
 void gmp_wakep(void);
@@ -42,6 +50,51 @@ void gmp_preempt_init(bool enable);
 void gmp_preempt_thread_init(void);
 bool gmp_preempt_enabled(void);
 void gmp_preempt_request(struct p *p, struct m *m, uint64_t tick);
+
+/* A counter of struct pstats, written only by its P's owner. */
+#define PSTAT_ADD(field, n)                                                      \
+  atomic_store_explicit(&(field),                                                \
+                        atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+                        memory_order_relaxed)
+
+/* sysmon's clock, updated every round (20 us to 10 ms): timestamps that
+ * only a human reads (how long a thread has waited) cost no clock read. */
+extern _Atomic int64_t gmp_coarse_now;
+
+/* The goroutine dump (dump.c). While the dumper walks g's stack it holds
+ * gmp_dump_g == g, and execute() will not switch g in (gmp_dump_wait). */
+extern _Atomic(struct g *) gmp_dump_g;
+void gmp_dump_wait(struct g *g);
+/* Print every G (id, state, wait reason and duration, object, start
+ * function, backtrace) to the trace output. */
+void gmp_goroutines(void);
+/* Set by gmp_dump_request (sched.h); sysmon dumps. */
+extern _Atomic int gmp_dump_requested;
+
+/* The trace output (trace.c): a buffer flushed with write(2) to
+ * GMP_TRACEFILE or stderr; gmp_out_to redirects it for one report. Used by
+ * sysmon and the exit report only. */
+void gmp_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void gmp_out_flush(void);
+int gmp_out_to(int fd); /* returns the previous fd */
+const char *gmp_waitreason_name(int reason);
+/* Machine-readable counters for gmp-schedtrace --top (ctl.c's "stats"). */
+void gmp_stats_kv(int64_t since_start_ms);
+
+/* GMP_TRACE (traceev.c). gmp_tev_on is set once at start, before any
+ * other thread exists, and cleared at exit and in a forked child. */
+extern bool gmp_tev_on;
+enum { TEV_RUN = 1, TEV_SYSCALL, TEV_CREATE, TEV_UNPARK, TEV_STEAL };
+/* why a run ended, beyond the wait reasons (enum waitreason) */
+enum { TEV_END_YIELD = 100, TEV_END_PREEMPT, TEV_END_EXIT, TEV_END_SYSCALL };
+#define TEV_TID_M 1000 /* M tracks: TEV_TID_M + M id; P tracks: P id */
+/* Record on m's own buffer (m must be the calling thread's M). start: 0
+ * for an instant, else the start of a complete event ending now. Returns
+ * now (0 if nothing was recorded). */
+int64_t gmp_tev_record(struct m *m, int type, int tid, uint64_t goid, int64_t start, int a, int b);
+int64_t gmp_tev_now(void); /* the trace's clock: TSC ticks, or ns */
+int gmp_tev_open(const char *path);
+void gmp_tev_fork_child(void);
 
 /* schedtrace and stats (trace.c) */
 void gmp_schedtrace(int64_t since_start_ms, bool detail);

@@ -79,6 +79,7 @@ void gmp_preempt_yield(void)
   struct g *g = gmp_curg_raw();
   struct m *m = g->m;
   m->n_preempt++;
+  g->preempted = true;
   atomic_store(&m->in_preempt, 0);
   gmp_yield();
 }

@@ -27,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -37,6 +38,7 @@
 #include "sched/internal.h"
 
 struct sched gmp_sched;
+_Atomic int64_t gmp_coarse_now;
 struct p *gmp_allp;
 int gmp_nprocs;
 bool gmp_running;
@@ -187,6 +189,7 @@ void gmp_runqput(struct p *p, struct g *g, bool next)
     gmp_lock_acquire(&gmp_sched.lock);
     globrunqputbatch(batch[0], g, (int32_t)n + 1);
     gmp_lock_release(&gmp_sched.lock);
+    PSTAT_ADD(p->st.spills, 1);
     return;
   }
 }
@@ -339,10 +342,20 @@ static void stopm(struct m *m)
 
 /* ---- ready ---------------------------------------------------------------- */
 
+/* Every transition to G_RUNNABLE goes through here. One readying in 8
+ * (per G) is timed, for the scheduling-latency histogram: two clock reads
+ * on every switch would cost more than the histogram is worth. */
+static inline void mark_runnable(struct g *g)
+{
+  g->runnable_since = (g->nready++ & 7) == 0 ? gmp_nanotime() : 0;
+  atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+}
+
 void gmp_ready_p(struct p *p, struct g *g)
 {
-  g->runnable_since = 0;
-  atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+  mark_runnable(g);
+  if (gmp_tev_on && p)
+    gmp_tev_record(gmp_getm(), TEV_UNPARK, p->id, g->goid, 0, 0, 0);
   if (p) {
     gmp_runqput(p, g, true);
   } else {
@@ -368,8 +381,9 @@ void gmp_ready_handoff(struct g *g)
     return;
   }
   struct p *p = gmp_enter_runtime(cur);
-  g->runnable_since = 0;
-  atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+  mark_runnable(g);
+  if (gmp_tev_on)
+    gmp_tev_record(cur->m, TEV_UNPARK, p->id, g->goid, 0, 0, 0);
   gmp_runqput(p, g, true);
   gmp_leave_runtime(p);
 }
@@ -401,8 +415,9 @@ static void inject(struct p *p, struct g *list, int n)
     return;
   atomic_fetch_add_explicit(&gmp_sched.n_netpoll, (uint64_t)n, memory_order_relaxed);
   for (struct g *g = list; g; g = g->schedlink) {
-    g->runnable_since = 0;
-    atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+    mark_runnable(g);
+    if (gmp_tev_on && p)
+      gmp_tev_record(gmp_getm(), TEV_UNPARK, p->id, g->goid, 0, 0, 0);
   }
   int npidle = LD(gmp_sched.npidle);
   int k = p ? (n < npidle ? n : npidle) : n;
@@ -460,7 +475,9 @@ static struct g *steal_work(struct m *m, int64_t now)
       if (!runq_empty(&p2->runq)) {
         struct g *g = runq_steal(&p->runq, &p2->runq, last);
         if (g) {
-          atomic_fetch_add_explicit(&p->n_steal, 1, memory_order_relaxed);
+          PSTAT_ADD(p->st.steals, 1);
+          if (gmp_tev_on)
+            gmp_tev_record(m, TEV_STEAL, p->id, g->goid, 0, p2->id, 0);
           return g;
         }
       }
@@ -517,6 +534,7 @@ static bool netpoll_worth(void)
 /* The first G of a list from the poller, made runnable. */
 static struct g *netpoll_first(struct g **list)
 {
+  atomic_fetch_add_explicit(&gmp_sched.n_pollwake, 1, memory_order_relaxed);
   struct g *g = *list;
   *list = g->schedlink;
   g->runnable_since = 0;
@@ -549,8 +567,10 @@ top:;
     if (g)
       goto found;
   }
-  if ((g = runq_get(&p->runq, NULL)))
+  if ((g = runq_get(&p->runq, NULL))) {
+    m->tev_quick = true;
     goto found;
+  }
   if (LD(gmp_sched.runqsize) > 0) {
     gmp_lock_acquire(&gmp_sched.lock);
     g = globrunqget(p, 0);
@@ -653,6 +673,8 @@ top:;
       all_timers = true;
       goto top;
     }
+    if (n > 0)
+      atomic_fetch_add_explicit(&gmp_sched.n_pollwake, 1, memory_order_relaxed);
     inject(NULL, list, n);
     stopm(m);
     goto top;
@@ -915,6 +937,9 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   gmp_tls_setup(g->tcb, g->tid, g->stack.lo, (size_t)(g->stack.hi - g->stack.lo));
   gmp_ctx_make(&g->ctx, g->stack.hi, gstart, g, g->tcb);
   atomic_fetch_add(&gmp_sched.ngoroutines, 1);
+  PSTAT_ADD(p->st.created, 1);
+  if (gmp_tev_on)
+    gmp_tev_record(gmp_getm(), TEV_CREATE, p->id, g->goid, 0, (int)gmp_curg_raw()->goid, 0);
   /* Publish the pthread_t before the G can run (another P may steal it at
    * once): the new thread may read the variable its creator passed. */
   if (out)
@@ -971,6 +996,8 @@ void gmp_park_held(bool (*unlockf)(struct g *, void *), void *arg, int reason)
   struct g *g = gmp_curg_raw();
   struct m *m = g->m;
   g->waitreason = reason;
+  g->wait_since = atomic_load_explicit(&gmp_coarse_now, memory_order_relaxed);
+  PSTAT_ADD(m->p->st.parks[reason < WAIT__COUNT ? reason : WAIT_OTHER], 1);
   m->unlockf = unlockf;
   m->unlockarg = arg;
   atomic_store_explicit(&g->status, G_WAITING, memory_order_relaxed);
@@ -1016,6 +1043,7 @@ _Noreturn void gmp_goexit(void *retval)
 static void gdestroy(struct m *m, struct g *g)
 {
   atomic_store(&g->status, G_DEAD);
+  PSTAT_ADD(m->p->st.exited, 1);
   int js = JOIN_JOINABLE;
   if (atomic_compare_exchange_strong(&g->joinstate, &js, JOIN_EXITED)) {
     gmp_unpark_all(&g->joinstate);
@@ -1041,6 +1069,8 @@ void gmp_entersyscall(void)
     p = gmp_enter_runtime(g); /* our P was taken meanwhile: get one */
     atomic_store_explicit(&p->status, P_SYSCALL, memory_order_release);
   }
+  if (gmp_tev_on)
+    g->sys_since = gmp_tev_now();
   /* Only this M writes it while the P is in P_SYSCALL; sysmon reads. */
   atomic_store_explicit(&p->syscalltick,
                         atomic_load_explicit(&p->syscalltick, memory_order_relaxed) + 1,
@@ -1051,7 +1081,7 @@ void gmp_entersyscall(void)
  * on an idle P if there is one; else queue it globally and park the M. */
 static void exitsyscall_g0(struct m *m, struct g *g)
 {
-  atomic_store(&g->status, G_RUNNABLE);
+  mark_runnable(g);
   gmp_lock_acquire(&gmp_sched.lock);
   struct p *p = pidleget();
   if (p) {
@@ -1070,6 +1100,10 @@ void gmp_exitsyscall(void)
   struct g *g = gmp_curg_raw();
   struct m *m = g->m;
   struct p *p = m->p;
+  if (gmp_tev_on && g->sys_since) {
+    gmp_tev_record(m, TEV_SYSCALL, TEV_TID_M + m->id, g->goid, g->sys_since, 0, 0);
+    g->sys_since = 0;
+  }
   int s = P_SYSCALL;
   /* Fast path: nobody took the P. A P in P_SYSCALL is never used by its
    * M, so even if this P was retaken and is now in another M's system
@@ -1110,6 +1144,23 @@ static int64_t thread_cpu_ns(int tid)
 }
 
 /* Is there anything the P could run if it had an M? */
+/* Is an OS thread of this process runnable (running, or waiting for a
+ * CPU), per the kernel's /proc/self/task/TID/stat? Asked only when its
+ * CPU time says it may be blocked: a thread that got little CPU because
+ * the machine is busy is still 'R', and must not lose its P. */
+static bool thread_runnable(int tid)
+{
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+  long n = gmp_read_file(path, buf, sizeof buf);
+  if (n <= 0)
+    return false; /* cannot tell: judge by CPU time alone */
+  /* "tid (comm) S ...": comm may hold spaces and parentheses; the state
+   * follows the last ')'. */
+  char *rp = strrchr(buf, ')');
+  return rp && rp[1] == ' ' && rp[2] == 'R';
+}
+
 static bool p_has_work(struct p *p)
 {
   return !runq_empty(&p->runq) || LD(gmp_sched.runqsize) > 0 ||
@@ -1173,7 +1224,8 @@ static int retake(struct sysmon_p *pd, int64_t now)
       if (now - pd[i].schedwhen < 1000000 || !p_has_work(p))
         continue;
       int64_t cpu = thread_cpu_ns(pm->ostid);
-      if (cpu < 0 || pd[i].cpu < 0 || cpu - pd[i].cpu > (now - pd[i].schedwhen) / 8) {
+      if (cpu < 0 || pd[i].cpu < 0 || cpu - pd[i].cpu > (now - pd[i].schedwhen) / 8 ||
+          thread_runnable(pm->ostid)) {
         /* On CPU, not blocked: a G hogging its P. After 10 ms, ask it to
          * yield (it is re-asked every 10 ms while it keeps the P). */
         if (now - pd[i].schedwhen >= 10000000) {
@@ -1242,6 +1294,11 @@ static void *sysmon_main(void *arg)
     struct timespec ts = {0, delay};
     gmp_sys2(SYS_nanosleep, &ts, NULL);
     int64_t now = gmp_nanotime();
+    atomic_store_explicit(&gmp_coarse_now, now, memory_order_relaxed);
+    if (atomic_load_explicit(&gmp_dump_requested, memory_order_relaxed)) {
+      atomic_store(&gmp_dump_requested, 0);
+      gmp_goroutines();
+    }
     if (trace_ns && now - last_trace >= trace_ns) {
       gmp_schedtrace((now - start) / 1000000, cfg.scheddetail);
       last_trace = now;
@@ -1258,6 +1315,7 @@ static void *sysmon_main(void *arg)
       struct g *list = NULL;
       int n = gmp_netpoll(0, &list);
       if (n > 0) {
+        atomic_fetch_add_explicit(&gmp_sched.n_pollwake, 1, memory_order_relaxed);
         inject(NULL, list, n);
         idle = 0;
       }
@@ -1291,18 +1349,27 @@ static void post_switch(struct m *m)
               (void *)g->stack.lo);
   int req = m->req;
   m->req = MREQ_NONE;
+  if (gmp_tev_on && g->run_since) {
+    int end = req == MREQ_PARK    ? g->waitreason
+              : req == MREQ_YIELD ? (g->preempted ? TEV_END_PREEMPT : TEV_END_YIELD)
+              : req == MREQ_EXIT  ? TEV_END_EXIT
+                                  : TEV_END_SYSCALL;
+    m->tev_last = gmp_tev_record(m, TEV_RUN, g->run_p, g->goid, g->run_since, end, 0);
+    g->run_since = 0;
+  }
+  g->preempted = false;
   switch (req) {
   case MREQ_PARK: {
     bool (*f)(struct g *, void *) = m->unlockf;
     m->unlockf = NULL;
     if (f && !f(g, m->unlockarg)) {
-      atomic_store(&g->status, G_RUNNABLE);
+      mark_runnable(g);
       gmp_runqput(m->p, g, true);
     }
     break;
   }
   case MREQ_YIELD:
-    atomic_store(&g->status, G_RUNNABLE);
+    mark_runnable(g);
     gmp_runqput(m->p, g, false);
     break;
   case MREQ_EXIT:
@@ -1354,10 +1421,27 @@ static void execute(struct m *m, struct g *g)
 {
   struct p *p = m->p;
   p->schedtick++;
-  atomic_fetch_add_explicit(&p->n_switch, 1, memory_order_relaxed);
+  PSTAT_ADD(p->st.switches, 1);
+  if (g->runnable_since) {
+    int64_t d = gmp_nanotime() - g->runnable_since;
+    int b = d < (2 << LAT_SHIFT) ? 0 : 63 - __builtin_clzll((uint64_t)d) - LAT_SHIFT;
+    PSTAT_ADD(p->st.lat[b < LAT_BUCKETS ? b : LAT_BUCKETS - 1], 1);
+    g->runnable_since = 0;
+  }
   g->m = m;
   m->curg = g;
-  atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+  if (gmp_tev_on) {
+    g->run_since = m->tev_quick && m->tev_last ? m->tev_last : gmp_tev_now();
+    g->run_p = p->id;
+  }
+  m->tev_quick = false;
+  /* A full barrier (xchg) between publishing RUNNING and reading
+   * gmp_dump_g; the dumper stores gmp_dump_g, then reads the status: one
+   * of the two sees the other, so a G is never resumed while its stack
+   * is being walked (dump.c). */
+  atomic_exchange(&g->status, G_RUNNING);
+  if (__builtin_expect(atomic_load_explicit(&gmp_dump_g, memory_order_relaxed) == g, 0))
+    gmp_dump_wait(g);
   if (g->sigmask_eff != m->cur_mask)
     apply_mask(m, g->sigmask_eff);
   gmp_leave_runtime(p);
@@ -1491,6 +1575,7 @@ static int own_g0(struct m *m)
 
 static void start_sysmon(void)
 {
+  atomic_store(&gmp_coarse_now, gmp_nanotime());
   pthread_attr_t sa;
   pthread_t sysmon;
   pthread_attr_init(&sa);
@@ -1578,6 +1663,7 @@ void gmp_fork_child(void)
   if (own_g0(m) != 0)
     gmp_fatal("out of memory rebuilding the scheduler after fork");
   gmp_ctl_child();
+  gmp_tev_fork_child();
   start_sysmon();
 }
 
@@ -1641,6 +1727,8 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
   gmp_preempt_init(!cfg.asyncpreemptoff);
   gmp_trace_open(cfg.tracefile);
   gmp_ctl_open();
+  if (cfg.tracejson)
+    gmp_tev_open(cfg.tracejson);
 
   /* One idle M per other P, started now from the main thread's genuine
    * NPTL context rather than later from a G. */

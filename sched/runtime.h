@@ -219,7 +219,20 @@ struct g {
    * Gs share the Ps fairly (documented in docs/pthread-symbols.md). */
   int sched_policy, sched_priority, inheritsched, scope;
   size_t guardsize;
+
+  /* Observability (trace.c, dump.c). wait_since: when the current park
+   * began, on sysmon's coarse clock (gmp_coarse_now: no clock read on the
+   * park path). runnable_since: when a sampled readying made it runnable
+   * (one in 8, counted by nready), 0 if not sampled; execute() turns it
+   * into the P's scheduling-latency histogram. */
+  int64_t wait_since;
   int64_t runnable_since;
+  uint32_t nready;
+  /* GMP_TRACE only (traceev.c): the current run's start and P, the
+   * current system call's start, and whether the run ends by preemption. */
+  int64_t run_since, sys_since;
+  int run_p;
+  bool preempted;
 };
 
 /* ---- M ---------------------------------------------------------------- */
@@ -255,9 +268,34 @@ struct m {
   _Atomic int urg_seen;    /* a SIGURG ran here: EINTR may be ours */
   uint64_t n_preempt;
   uint64_t cur_mask;       /* the signal mask applied to this OS thread */
+  /* GMP_TRACE: when this M's last run ended, and whether the next G came
+   * straight from the local queue (then its run starts there: one clock
+   * read per switch instead of two; the ~50 ns of scheduler work between
+   * two runs is counted in the next one). */
+  int64_t tev_last;
+  bool tev_quick;
 };
 
 /* ---- P ---------------------------------------------------------------- */
+
+/* Per-P counters. Only the M that owns the P writes them (PSTAT_ADD in
+ * internal.h: a plain load and store, no locked instruction on the
+ * switch path); schedtrace, stats and the control socket read them
+ * racily. lat: scheduling latency (runnable -> running) of sampled
+ * readyings, bucket i counting [2^(i+LAT_SHIFT), 2^(i+LAT_SHIFT+1)) ns,
+ * the first and last buckets open-ended. */
+#define LAT_BUCKETS 24
+#define LAT_SHIFT 8  /* bucket 0: < 512 ns; bucket 23: >= 2^31 ns (2.1 s) */
+
+struct pstats {
+  _Atomic uint64_t switches;  /* Gs run (execute) */
+  _Atomic uint64_t steals;    /* successful steals by this P */
+  _Atomic uint64_t spills;    /* local queue full: half moved to the global one */
+  _Atomic uint64_t created;   /* Gs created on this P */
+  _Atomic uint64_t exited;    /* Gs that ended on this P */
+  _Atomic uint64_t parks[WAIT__COUNT]; /* parks by wait reason */
+  _Atomic uint64_t lat[LAT_BUCKETS];
+};
 
 /* P status, the token of P ownership.
  *  P_RUNNING  held by an M running runtime code (g0, or a runtime call
@@ -289,8 +327,7 @@ struct p {
   struct g *gfree;         /* local free Gs (with their TCBs and stacks) */
   int gfreecnt;
 
-  /* counters (schedtrace and stats read them racily) */
-  _Atomic uint64_t n_switch, n_steal, n_stolen;
+  struct pstats st;
 } __attribute__((aligned(64)));
 
 /* ---- the scheduler ---------------------------------------------------- */
@@ -323,6 +360,8 @@ struct sched {
   _Atomic int64_t lastpoll;
   _Atomic int64_t poll_until;
   _Atomic uint64_t n_netpoll;  /* Gs readied by the poller */
+  _Atomic uint64_t n_pollwake; /* polls that readied at least one G */
+  _Atomic uint64_t n_timer;    /* timers fired */
 
   _Atomic int64_t ngoroutines; /* live Gs, main included */
   _Atomic uint64_t n_handoff;  /* Ps retaken from Ms in system calls */

@@ -26,7 +26,9 @@ struct gmp_config {
   int maxthreads;        /* GMP_DEBUG=maxthreads=N: limit on Ms (Go: 10000) */
   int schedtrace_ms;     /* GMP_DEBUG=schedtrace=MS, 0: off */
   bool scheddetail;      /* GMP_DEBUG=scheddetail=1 */
+  int dumpsignal;        /* GMP_DEBUG=dumpsignal=SIG, 0: off */
   const char *tracefile; /* GMP_TRACEFILE, NULL: stderr */
+  const char *tracejson; /* GMP_TRACE: Chrome trace-event file, NULL: off */
   size_t stack_size;     /* default G stack size */
   long guard_limit;      /* stacks with a guard page; -1: from max_map_count */
   int verbose;
@@ -51,6 +53,15 @@ void gmp_fork_child(void);
 
 /* GMP_DEBUG=stats=1: the counters, printed at exit. */
 void gmp_stats_print(void);
+/* Ask sysmon for a goroutine dump on the trace output (async-signal-safe:
+ * the GMP_DEBUG=dumpsignal handler calls it). */
+void gmp_dump_request(void);
+/* The dump signal is the runtime's: when no running thread accepts it,
+ * sysmon takes it from the pending set and dumps. */
+void gmp_sig_own(int sig);
+/* A signal name or number ("SIGQUIT", "QUIT", "3") to its number; NULL,
+ * or what was expected. Only signals a program may catch. */
+const char *gmp_parse_signal(const char *s, int *out);
 
 /* True once gmp_sched_init succeeded. */
 extern bool gmp_running;

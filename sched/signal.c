@@ -163,9 +163,8 @@ static void scan_tcb(void *tcb, void *arg)
   struct accept_scan *a = arg;
   if (a->found)
     return;
-  uintptr_t slot = (uintptr_t)gmp_tcb_slot_of(tcb);
-  struct g *g = (struct g *)(slot & ~GMP_SLOT_G0);
-  if (!g || (slot & GMP_SLOT_G0) || g->is_g0)
+  struct g *g = gmp_prog_g_of_tcb(tcb);
+  if (!g)
     return;
   int st = atomic_load_explicit(&g->status, memory_order_relaxed);
   if (st == G_IDLE || st == G_DEAD)
@@ -175,6 +174,15 @@ static void scan_tcb(void *tcb, void *arg)
 }
 
 static uint64_t prev_pending;
+static uint64_t runtime_sigs; /* set before any other thread exists */
+
+/* sig is the runtime's own (GMP_DEBUG=dumpsignal): one that nobody
+ * running accepts is taken by sysmon itself, not bounced through a
+ * parked thread (whose wait it would interrupt). */
+void gmp_sig_own(int sig)
+{
+  runtime_sigs |= SIGBIT(sig);
+}
 
 void gmp_sig_rescue(void)
 {
@@ -188,6 +196,14 @@ void gmp_sig_rescue(void)
   while (act) {
     int sig = __builtin_ctzll(act) + 1;
     act &= act - 1;
+    if (runtime_sigs & SIGBIT(sig)) {
+      uint64_t one = SIGBIT(sig);
+      siginfo_t info;
+      struct timespec zero = {0, 0};
+      if (gmp_sys4(SYS_rt_sigtimedwait, &one, &info, &zero, 8) == sig)
+        gmp_dump_request();
+      continue;
+    }
     struct accept_scan a = {SIGBIT(sig), NULL};
     gmp_for_each_tcb(scan_tcb, &a);
     if (!a.found)

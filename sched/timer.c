@@ -65,8 +65,11 @@ int gmp_timers_run(struct p *p, int64_t now)
     for (int i = 0; i < n; i++)
       gmp_timer_fire(fire[i].g, fire[i].seq);
     total += n;
-    if (n < 64)
+    if (n < 64) {
+      if (total)
+        atomic_fetch_add_explicit(&gmp_sched.n_timer, (uint64_t)total, memory_order_relaxed);
       return total;
+    }
   }
 }
 

@@ -28,7 +28,7 @@ static char buf[1 << 16];
 static size_t len;
 static int out_fd = 2;
 
-static void flush(void)
+void gmp_out_flush(void)
 {
   size_t off = 0;
   while (off < len) {
@@ -40,11 +40,10 @@ static void flush(void)
   len = 0;
 }
 
-static void put(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void put(const char *fmt, ...)
+void gmp_out(const char *fmt, ...)
 {
   if (len > sizeof buf - 512)
-    flush();
+    gmp_out_flush();
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(buf + len, sizeof buf - len, fmt, ap);
@@ -52,6 +51,17 @@ static void put(const char *fmt, ...)
   if (n > 0)
     len += (size_t)n < sizeof buf - len ? (size_t)n : sizeof buf - len - 1;
 }
+
+int gmp_out_to(int fd)
+{
+  gmp_out_flush();
+  int old = out_fd;
+  out_fd = fd;
+  return old;
+}
+
+#define put gmp_out
+#define flush gmp_out_flush
 
 void gmp_trace_open(const char *path)
 {
@@ -66,10 +76,11 @@ void gmp_trace_open(const char *path)
     out_fd = (int)fd;
 }
 
-static const char *reason_name(int r)
+const char *gmp_waitreason_name(int r)
 {
   static const char *names[] = {"", "mutex", "cond", "rwlock", "semaphore", "barrier",
                                 "join", "sleep", "once", "wait", "IO wait", "IO wait"};
+  _Static_assert(sizeof names / sizeof names[0] == WAIT__COUNT, "a name per wait reason");
   return r > 0 && r < (int)(sizeof names / sizeof names[0]) ? names[r] : "wait";
 }
 
@@ -81,9 +92,8 @@ struct gwalk {
  * 4 waiting, 6 dead. */
 static void put_g(void *tcb, void *arg)
 {
-  uintptr_t slot = (uintptr_t)gmp_tcb_slot_of(tcb);
-  struct g *g = (struct g *)(slot & ~GMP_SLOT_G0);
-  if (!g || (slot & GMP_SLOT_G0))
+  struct g *g = gmp_prog_g_of_tcb(tcb);
+  if (!g)
     return;
   int st = atomic_load_explicit(&g->status, memory_order_relaxed);
   if (st == G_IDLE)
@@ -99,7 +109,7 @@ static void put_g(void *tcb, void *arg)
             atomic_load_explicit(&m->p->status, memory_order_relaxed) == P_SYSCALL;
     gost = insys ? 3 : 2;
     break;
-  case G_WAITING: gost = 4; why = reason_name(g->waitreason); break;
+  case G_WAITING: gost = 4; why = gmp_waitreason_name(g->waitreason); break;
   default: gost = 6; break;
   }
   int mid = (st == G_RUNNING && m) ? m->id : -1;
@@ -116,11 +126,9 @@ static void put_g(void *tcb, void *arg)
 
 void gmp_schedtrace_to(int fd, int64_t since_start_ms, bool detail)
 {
-  int saved = out_fd;
-  flush();
-  out_fd = fd;
+  int saved = gmp_out_to(fd);
   gmp_schedtrace(since_start_ms, detail);
-  out_fd = saved;
+  gmp_out_to(saved);
 }
 
 void gmp_schedtrace(int64_t since_start_ms, bool detail)
@@ -160,26 +168,141 @@ void gmp_schedtrace(int64_t since_start_ms, bool detail)
   flush();
 }
 
+/* Sums of the per-P counters, and the latency percentiles of the
+ * merged histogram. */
+struct totals {
+  uint64_t switches, steals, spills, created, exited, preempts;
+  uint64_t parks[WAIT__COUNT];
+  uint64_t lat[LAT_BUCKETS], nlat;
+};
+
+static void sum(struct totals *t)
+{
+  memset(t, 0, sizeof *t);
+  for (int i = 0; i < gmp_nprocs; i++) {
+    struct pstats *s = &gmp_allp[i].st;
+    t->switches += atomic_load_explicit(&s->switches, memory_order_relaxed);
+    t->steals += atomic_load_explicit(&s->steals, memory_order_relaxed);
+    t->spills += atomic_load_explicit(&s->spills, memory_order_relaxed);
+    t->created += atomic_load_explicit(&s->created, memory_order_relaxed);
+    t->exited += atomic_load_explicit(&s->exited, memory_order_relaxed);
+    for (int r = 0; r < WAIT__COUNT; r++)
+      t->parks[r] += atomic_load_explicit(&s->parks[r], memory_order_relaxed);
+    for (int b = 0; b < LAT_BUCKETS; b++) {
+      uint64_t v = atomic_load_explicit(&s->lat[b], memory_order_relaxed);
+      t->lat[b] += v;
+      t->nlat += v;
+    }
+  }
+  for (struct m *m = gmp_sched.allm; m; m = m->alllink)
+    t->preempts += m->n_preempt;
+}
+
+/* The upper bound (ns) of the bucket holding quantile q: a histogram of
+ * powers of two knows no better than that. */
+static uint64_t lat_quantile(const struct totals *t, double q)
+{
+  if (!t->nlat)
+    return 0;
+  uint64_t want = (uint64_t)(q * (double)t->nlat), seen = 0;
+  for (int b = 0; b < LAT_BUCKETS; b++) {
+    seen += t->lat[b];
+    if (seen > want || b == LAT_BUCKETS - 1)
+      return 1ULL << (b + LAT_SHIFT + 1);
+  }
+  return 0;
+}
+
+static uint64_t lat_max(const struct totals *t)
+{
+  for (int b = LAT_BUCKETS - 1; b >= 0; b--)
+    if (t->lat[b])
+      return 1ULL << (b + LAT_SHIFT + 1);
+  return 0;
+}
+
+static void put_ns(const char *label, uint64_t ns)
+{
+  if (ns >= 1000000)
+    put("  %-28s %9.1f ms\n", label, (double)ns / 1e6);
+  else
+    put("  %-28s %9.1f us\n", label, (double)ns / 1e3);
+}
+
 void gmp_stats_print(void)
 {
-  uint64_t sw = 0, steal = 0;
-  for (int i = 0; i < gmp_nprocs; i++) {
-    sw += atomic_load(&gmp_allp[i].n_switch);
-    steal += atomic_load(&gmp_allp[i].n_steal);
-  }
-  uint64_t preempt = 0;
-  for (struct m *m = gmp_sched.allm; m; m = m->alllink)
-    preempt += m->n_preempt;
+  struct totals t;
+  sum(&t);
   put("libgmp stats (pid %d):\n", (int)gmp_sys0(SYS_getpid));
   put("  %-28s %12d\n", "Ps (GMP_MAXPROCS)", gmp_nprocs);
   put("  %-28s %12d\n", "OS threads started (Ms)", gmp_sched.mcount);
   put("  %-28s %12llu\n", "threads created (Gs)",
       (unsigned long long)atomic_load(&gmp_sched.goidgen));
   put("  %-28s %12lld\n", "threads alive at exit", (long long)atomic_load(&gmp_sched.ngoroutines));
-  put("  %-28s %12llu\n", "context switches", (unsigned long long)sw);
-  put("  %-28s %12llu\n", "steals", (unsigned long long)steal);
+  put("  %-28s %12llu\n", "context switches", (unsigned long long)t.switches);
+  put("  %-28s %12llu\n", "steals", (unsigned long long)t.steals);
+  put("  %-28s %12llu\n", "global queue spills", (unsigned long long)t.spills);
   put("  %-28s %12llu\n", "P hand-offs (blocked Ms)",
       (unsigned long long)atomic_load(&gmp_sched.n_handoff));
-  put("  %-28s %12llu\n", "asynchronous preemptions", (unsigned long long)preempt);
+  put("  %-28s %12llu\n", "asynchronous preemptions", (unsigned long long)t.preempts);
+  put("  %-28s %12llu\n", "timers fired", (unsigned long long)atomic_load(&gmp_sched.n_timer));
+  put("  %-28s %12llu\n", "netpoll wake-ups",
+      (unsigned long long)atomic_load(&gmp_sched.n_pollwake));
+  put("  %-28s %12llu\n", "threads readied by netpoll",
+      (unsigned long long)atomic_load(&gmp_sched.n_netpoll));
+  for (int r = 1; r < WAIT__COUNT; r++) {
+    if (!t.parks[r])
+      continue;
+    char label[48];
+    snprintf(label, sizeof label, "parks: %s%s", gmp_waitreason_name(r),
+             r == WAIT_IOR ? " (read)" : r == WAIT_IOW ? " (write)" : "");
+    put("  %-28s %12llu\n", label, (unsigned long long)t.parks[r]);
+  }
+  put("  %-28s %12llu\n", "latency samples (1 in 8)", (unsigned long long)t.nlat);
+  if (t.nlat) {
+    put_ns("latency p50 (runnable->run) <", lat_quantile(&t, 0.50));
+    put_ns("latency p99 <", lat_quantile(&t, 0.99));
+    put_ns("latency max <", lat_max(&t));
+  }
+  flush();
+}
+
+/* One "key value" line per counter, for gmp-schedtrace --top: totals,
+ * then "p<N>.<key> value" per P. Values are monotonic counters except
+ * those marked as gauges by the tool (runq, idleprocs, threads...). */
+void gmp_stats_kv(int64_t since_start_ms)
+{
+  struct totals t;
+  sum(&t);
+  put("uptime_ms %lld\n", (long long)since_start_ms);
+  put("gomaxprocs %d\nidleprocs %d\nthreads %d\ngoroutines %lld\nrunqueue %d\n", gmp_nprocs,
+      atomic_load(&gmp_sched.npidle), gmp_sched.mcount,
+      (long long)atomic_load(&gmp_sched.ngoroutines), atomic_load(&gmp_sched.runqsize));
+  put("created %llu\nswitches %llu\nsteals %llu\nspills %llu\nhandoffs %llu\npreempts %llu\n",
+      (unsigned long long)t.created, (unsigned long long)t.switches,
+      (unsigned long long)t.steals, (unsigned long long)t.spills,
+      (unsigned long long)atomic_load(&gmp_sched.n_handoff), (unsigned long long)t.preempts);
+  uint64_t parks = 0, syscalls = 0;
+  for (int r = 1; r < WAIT__COUNT; r++)
+    parks += t.parks[r];
+  for (int i = 0; i < gmp_nprocs; i++)
+    syscalls += atomic_load(&gmp_allp[i].syscalltick);
+  put("parks %llu\nsyscalls %llu\ntimers %llu\npollwakes %llu\nnetpoll_ready %llu\n",
+      (unsigned long long)parks, (unsigned long long)syscalls,
+      (unsigned long long)atomic_load(&gmp_sched.n_timer),
+      (unsigned long long)atomic_load(&gmp_sched.n_pollwake),
+      (unsigned long long)atomic_load(&gmp_sched.n_netpoll));
+  put("lat_p50_ns %llu\nlat_p99_ns %llu\nlat_max_ns %llu\n",
+      (unsigned long long)lat_quantile(&t, 0.50), (unsigned long long)lat_quantile(&t, 0.99),
+      (unsigned long long)lat_max(&t));
+  for (int i = 0; i < gmp_nprocs; i++) {
+    struct p *p = &gmp_allp[i];
+    int s = atomic_load_explicit(&p->status, memory_order_relaxed);
+    put("p%d.status %s\np%d.runq %u\np%d.switches %llu\np%d.steals %llu\np%d.syscalls %llu\n", i,
+        s == P_IDLE ? "idle" : s == P_SYSCALL ? "syscall" : "running", i, runq_size(&p->runq),
+        i, (unsigned long long)atomic_load(&p->st.switches), i,
+        (unsigned long long)atomic_load(&p->st.steals), i,
+        (unsigned long long)atomic_load(&p->syscalltick));
+  }
   flush();
 }

@@ -50,6 +50,21 @@ _Noreturn void gmp_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 
  * syscalls. Returns the number of bytes read (NUL-terminated) or -1. */
 long gmp_read_file(const char *path, char *buf, size_t len);
 
+/* ---- backtraces (shim/unwind.c) --------------------------------------- */
+
+/* One frame: its pc and, when the ELF symbol tables name it (static
+ * functions included), the function and the offset into it. */
+struct gmp_frame {
+  uintptr_t pc, off;
+  char name[96];
+};
+/* From a signal handler's ucontext (the interrupted frame first). */
+int gmp_unwind_signal(void *ucontext, struct gmp_frame *out, int max);
+/* From the frame a switched-out context left at its saved rsp. Both
+ * return the number of frames, or -1 when libunwind is not installed.
+ * Names are cached by pc here: one caller at a time (the dumper). */
+int gmp_unwind_switched(const void *saved_rsp, struct gmp_frame *out, int max);
+
 /* ---- CPU (shim/cpu.c) ------------------------------------------------- */
 
 /* FSGSBASE lets user code write the fs base with one instruction (12 ns)

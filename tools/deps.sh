@@ -2,7 +2,7 @@
 # Install what building and testing libgmp needs on Debian 12, if missing.
 # Non-interactive; needs root (or sudo) only when something is missing.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libcmocka-dev libunwind-dev libelf-dev golang-go)
+pkgs=(build-essential cmake pkg-config libcmocka-dev libunwind-dev libelf-dev golang-go python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -27,6 +27,7 @@
 
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +193,32 @@ static void test_parse_size_reject(void **state)
   assert_non_null(strstr(why, "65536"));
 }
 
+/* GMP_DEBUG=dumpsignal: names with or without SIG, any case, numbers;
+ * refused: uncatchable signals, the runtime's SIGURG, faults, junk. */
+static void test_parse_signal(void **state)
+{
+  (void)state;
+  int sig = 0;
+  assert_null(gmp_parse_signal("SIGQUIT", &sig));
+  assert_int_equal(sig, SIGQUIT);
+  assert_null(gmp_parse_signal("usr2", &sig));
+  assert_int_equal(sig, SIGUSR2);
+  assert_null(gmp_parse_signal("SigHup", &sig));
+  assert_int_equal(sig, SIGHUP);
+  assert_null(gmp_parse_signal("10", &sig));
+  assert_int_equal(sig, 10);
+  sig = -1;
+  const char *bad[] = {"", "SIGKILL", "STOP", "9", "SIGURG", "SIGSEGV", "0", "65", "QUITX",
+                       "SIG", " 3", "3 ", "-3", "SIGQUIT,"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const char *why = gmp_parse_signal(bad[i], &sig);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "signal"));
+    assert_int_equal(sig, -1);
+  }
+  assert_non_null(gmp_parse_signal(NULL, &sig));
+}
+
 static void test_default_procs(void **state)
 {
   (void)state;
@@ -292,6 +319,7 @@ int main(void)
       cmocka_unit_test(test_parse_int_reject),
       cmocka_unit_test(test_parse_size_accept),
       cmocka_unit_test(test_parse_size_reject),
+      cmocka_unit_test(test_parse_signal),
       cmocka_unit_test(test_default_procs),
       cmocka_unit_test(test_default_stack),
   };
