@@ -48,7 +48,7 @@
     ret r_;                                                                 \
     int e_;                                                                 \
     do {                                                                    \
-      gmp_entersyscall();                                                   \
+      gmp_entersyscall_as(#name);                                           \
       r_ = NEXT(name) args;                                                 \
       e_ = errno;                                                           \
       gmp_exitsyscall();                                                    \
@@ -145,7 +145,7 @@ static mode_t open_mode(int flags, va_list ap)
     if (!gmp_self())                                                        \
       return NEXT(name)(prearg path, flags, mode);                          \
     gmp_testcancel();                                                       \
-    gmp_entersyscall();                                                     \
+    gmp_entersyscall_as(#name);                                             \
     int r = NEXT(name)(prearg path, flags, mode);                           \
     int e = errno;                                                          \
     gmp_exitsyscall();                                                      \
@@ -197,7 +197,7 @@ GMP_EXPORT long syscall(long nr, ...)
   va_end(ap);
   if (!gmp_self() || !may_block(nr, a1))
     return NEXT(syscall)(nr, a1, a2, a3, a4, a5, a6);
-  gmp_entersyscall();
+  gmp_entersyscall_as("syscall");
   long r = NEXT(syscall)(nr, a1, a2, a3, a4, a5, a6);
   int e = errno;
   gmp_exitsyscall();

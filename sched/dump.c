@@ -116,15 +116,15 @@ static void dump_g(void *tcb, void *arg)
   d->total++;
   unsigned long long id = (unsigned long long)g->goid;
   if (st == G_RUNNING || !switched_out) {
-    struct p *p = m ? m->p : NULL;
-    bool insys = p && atomic_load_explicit(&p->status, memory_order_relaxed) == P_SYSCALL &&
-                 m->curg == g;
+    bool insys = atomic_load_explicit(&g->insyscall, memory_order_relaxed);
     if (insys)
       d->syscall++;
     else
       d->running++;
-    gmp_out("goroutine %llu [%s, M%d]:\n\t(no backtrace: running on its OS thread, tid %d)\n",
-            id, insys ? "syscall" : "running", m ? m->id : -1, m ? m->ostid : -1);
+    const char *sn = insys ? g->sysname : NULL;
+    gmp_out("goroutine %llu [%s%s%s, M%d]:\n\t(no backtrace: running on its OS thread, tid %d)\n",
+            id, insys ? "syscall" : "running", sn ? " " : "", sn ? sn : "", m ? m->id : -1,
+            m ? m->ostid : -1);
   } else if (st == G_RUNNABLE) {
     d->runnable++;
     gmp_out("goroutine %llu [runnable]:\n", id);

@@ -473,9 +473,11 @@ static struct g *steal_work(struct m *m, int64_t now)
         }
       }
       if (!runq_empty(&p2->runq)) {
+        uint32_t had = runq_size(&p->runq);
         struct g *g = runq_steal(&p->runq, &p2->runq, last);
         if (g) {
           PSTAT_ADD(p->st.steals, 1);
+          PSTAT_ADD(p->st.stolen, runq_size(&p->runq) - had + 1);
           if (gmp_tev_on)
             gmp_tev_record(m, TEV_STEAL, p->id, g->goid, 0, p2->id, 0);
           return g;
@@ -1060,7 +1062,14 @@ static void gdestroy(struct m *m, struct g *g)
 
 void gmp_entersyscall(void)
 {
+  gmp_entersyscall_as(NULL);
+}
+
+void gmp_entersyscall_as(const char *name)
+{
   struct g *g = gmp_curg_raw();
+  g->sysname = name;
+  atomic_store_explicit(&g->insyscall, true, memory_order_relaxed);
   struct p *p = g->m->p;
   int s = P_USER;
   if (!p || !atomic_compare_exchange_strong_explicit(&p->status, &s, P_SYSCALL,
@@ -1100,6 +1109,7 @@ void gmp_exitsyscall(void)
   struct g *g = gmp_curg_raw();
   struct m *m = g->m;
   struct p *p = m->p;
+  atomic_store_explicit(&g->insyscall, false, memory_order_relaxed);
   if (gmp_tev_on && g->sys_since) {
     gmp_tev_record(m, TEV_SYSCALL, TEV_TID_M + m->id, g->goid, g->sys_since, 0, 0);
     g->sys_since = 0;

@@ -233,6 +233,8 @@ struct g {
   int64_t run_since, sys_since;
   int run_p;
   bool preempted;
+  const char *sysname;     /* the blocking call it is in (entersyscall_as) */
+  _Atomic bool insyscall;  /* between entersyscall and exitsyscall */
 };
 
 /* ---- M ---------------------------------------------------------------- */
@@ -290,6 +292,7 @@ struct m {
 struct pstats {
   _Atomic uint64_t switches;  /* Gs run (execute) */
   _Atomic uint64_t steals;    /* successful steals by this P */
+  _Atomic uint64_t stolen;    /* Gs those steals took */
   _Atomic uint64_t spills;    /* local queue full: half moved to the global one */
   _Atomic uint64_t created;   /* Gs created on this P */
   _Atomic uint64_t exited;    /* Gs that ended on this P */

@@ -159,6 +159,9 @@ bool gmp_sig_restart(void);
  * other runtime function. The fast path (the call returns at once) is
  * one atomic store and one CAS. Neither changes errno. */
 void gmp_entersyscall(void);
+/* The same, naming the call for the goroutine dump and schedtrace
+ * ("syscall waitpid"); name must be a string literal. */
+void gmp_entersyscall_as(const char *name);
 void gmp_exitsyscall(void);
 
 /* Call fn on every TCB the runtime made or adopted (live and pooled Gs,

@@ -105,8 +105,7 @@ static void put_g(void *tcb, void *arg)
   switch (st) {
   case G_RUNNABLE: gost = 1; break;
   case G_RUNNING:
-    insys = m && m->p && m->curg == g &&
-            atomic_load_explicit(&m->p->status, memory_order_relaxed) == P_SYSCALL;
+    insys = atomic_load_explicit(&g->insyscall, memory_order_relaxed);
     gost = insys ? 3 : 2;
     break;
   case G_WAITING: gost = 4; why = gmp_waitreason_name(g->waitreason); break;
@@ -119,7 +118,8 @@ static void put_g(void *tcb, void *arg)
   else if (gost == 4)
     put("  G%llu: status=4(%s) m=-1 lockedm=-1\n", (unsigned long long)g->goid, why);
   else if (gost == 3)
-    put("  G%llu: status=3(syscall) m=%d lockedm=-1\n", (unsigned long long)g->goid, mid);
+    put("  G%llu: status=3(syscall%s%s) m=%d lockedm=-1\n", (unsigned long long)g->goid,
+        g->sysname ? " " : "", g->sysname ? g->sysname : "", mid);
   else
     put("  G%llu: status=%d() m=%d lockedm=-1\n", (unsigned long long)g->goid, gost, mid);
 }
@@ -171,7 +171,7 @@ void gmp_schedtrace(int64_t since_start_ms, bool detail)
 /* Sums of the per-P counters, and the latency percentiles of the
  * merged histogram. */
 struct totals {
-  uint64_t switches, steals, spills, created, exited, preempts;
+  uint64_t switches, steals, stolen, spills, created, exited, preempts;
   uint64_t parks[WAIT__COUNT];
   uint64_t lat[LAT_BUCKETS], nlat;
 };
@@ -183,6 +183,7 @@ static void sum(struct totals *t)
     struct pstats *s = &gmp_allp[i].st;
     t->switches += atomic_load_explicit(&s->switches, memory_order_relaxed);
     t->steals += atomic_load_explicit(&s->steals, memory_order_relaxed);
+    t->stolen += atomic_load_explicit(&s->stolen, memory_order_relaxed);
     t->spills += atomic_load_explicit(&s->spills, memory_order_relaxed);
     t->created += atomic_load_explicit(&s->created, memory_order_relaxed);
     t->exited += atomic_load_explicit(&s->exited, memory_order_relaxed);
@@ -241,6 +242,8 @@ void gmp_stats_print(void)
   put("  %-28s %12lld\n", "threads alive at exit", (long long)atomic_load(&gmp_sched.ngoroutines));
   put("  %-28s %12llu\n", "context switches", (unsigned long long)t.switches);
   put("  %-28s %12llu\n", "steals", (unsigned long long)t.steals);
+  put("  %-28s %12llu\n", "threads stolen", (unsigned long long)t.stolen);
+  put("  %-28s %12llu\n", "threads exited", (unsigned long long)t.exited);
   put("  %-28s %12llu\n", "global queue spills", (unsigned long long)t.spills);
   put("  %-28s %12llu\n", "P hand-offs (blocked Ms)",
       (unsigned long long)atomic_load(&gmp_sched.n_handoff));
@@ -278,9 +281,11 @@ void gmp_stats_kv(int64_t since_start_ms)
   put("gomaxprocs %d\nidleprocs %d\nthreads %d\ngoroutines %lld\nrunqueue %d\n", gmp_nprocs,
       atomic_load(&gmp_sched.npidle), gmp_sched.mcount,
       (long long)atomic_load(&gmp_sched.ngoroutines), atomic_load(&gmp_sched.runqsize));
-  put("created %llu\nswitches %llu\nsteals %llu\nspills %llu\nhandoffs %llu\npreempts %llu\n",
-      (unsigned long long)t.created, (unsigned long long)t.switches,
-      (unsigned long long)t.steals, (unsigned long long)t.spills,
+  put("created %llu\nexited %llu\nswitches %llu\nsteals %llu\nstolen %llu\nspills %llu\n"
+      "handoffs %llu\npreempts %llu\n",
+      (unsigned long long)t.created, (unsigned long long)t.exited,
+      (unsigned long long)t.switches, (unsigned long long)t.steals,
+      (unsigned long long)t.stolen, (unsigned long long)t.spills,
       (unsigned long long)atomic_load(&gmp_sched.n_handoff), (unsigned long long)t.preempts);
   uint64_t parks = 0, syscalls = 0;
   for (int r = 1; r < WAIT__COUNT; r++)

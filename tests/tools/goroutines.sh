@@ -96,6 +96,36 @@ check "main's backtrace reaches main" "grep -A12 '^goroutine 1 \[sleep' '$tmp/g'
 check "--top prints a row per P and rates" \
   "grep -q 'switch/s' '$tmp/top' && [ \$(grep -cE '^ +[01] (running|idle|syscall) ' '$tmp/top') -ge 2 ]"
 
+# A thread blocked in a system call is named with it.
+cat > "$tmp/waiter.c" <<'C'
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void *w(void *a) { pid_t p = fork(); if (p == 0) { sleep(2); _exit(0); } int st; waitpid(p, &st, 0); return a; }
+int main(void) { pthread_t t; pthread_create(&t, 0, w, 0); pthread_join(t, 0); puts("done"); return 0; }
+C
+cc -O2 -pthread "$tmp/waiter.c" -o "$tmp/waiter" || exit 1
+LD_PRELOAD=$lib "$tmp/waiter" > /dev/null 2>&1 &
+pid=$!; pids+=("$pid")
+sleep 0.6
+"$dump" --goroutines "$pid" > "$tmp/gw" 2>&1
+"$dump" --detail --count 1 "$pid" > "$tmp/dw" 2>&1
+wait "$pid"
+check "a thread in waitpid: [syscall waitpid] in the dump and status=3(syscall waitpid) in --detail" \
+  "grep -q '^goroutine 2 \[syscall waitpid, M' '$tmp/gw' && grep -q 'G2: status=3(syscall waitpid)' '$tmp/dw'"
+
+# A process of another user: a clear error, not a hang or a crash.
+if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null; then
+  setpriv --reuid=65534 --regid=65534 --clear-groups env LD_PRELOAD=$lib sleep 3 2>/dev/null &
+  other=$!; pids+=("$other")
+  sleep 0.3
+  "$dump" --goroutines "$other" > /dev/null 2> "$tmp/uerr"; rc=$?
+  kill "$other" 2>/dev/null; wait "$other" 2>/dev/null
+  check "a process of another user: exit 1 and says whose it is" \
+    "[ $rc -eq 1 ] && grep -q 'belongs to user 65534' '$tmp/uerr'"
+fi
+
 # The dump signal.
 GMP_DEBUG=dumpsignal=SIGQUIT LD_PRELOAD=$lib "$tmp/shape" > "$tmp/out2" 2> "$tmp/err2" &
 pid=$!; pids+=("$pid")
