@@ -6,6 +6,7 @@
 #define GMP_PRELOAD_H
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -53,6 +54,11 @@ static inline bool abs_to_deadline(clockid_t clk, const struct timespec *abs, in
   *out = rel > INT64_MAX / 4 ? INT64_MAX / 2 : mono + rel;
   return true;
 }
+
+/* Raw futex calls (futex.c): the result (>= 0 or -errno), or
+ * GMP_FUTEX_KERNEL for a call the kernel must make. */
+#define GMP_FUTEX_KERNEL LONG_MIN
+long gmp_futex(long a1, long a2, long a3, long a4, long a5, long a6);
 
 /* Cancellation (cancel.c): act on a pending cancel of the current G. */
 void gmp_testcancel(void);

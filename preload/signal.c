@@ -69,6 +69,10 @@ static int mask_op(int how, const sigset_t *set, sigset_t *old)
   }
   /* SIGKILL and SIGSTOP cannot be blocked; the kernel ignores them too. */
   n &= ~((1ULL << (SIGKILL - 1)) | (1ULL << (SIGSTOP - 1)));
+  /* Nor glibc's own SIGCANCEL and SIGSETXID (__SIGRTMIN, __SIGRTMIN + 1):
+   * NPTL's pthread_sigmask drops them, and setuid & co. need every OS
+   * thread to take SIGSETXID, whatever G it runs. */
+  n &= ~((1ULL << (32 - 1)) | (1ULL << (33 - 1)));
   gmp_sigmask_set(n);
   return 0;
 }

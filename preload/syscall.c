@@ -165,11 +165,11 @@ OPEN_LIKE(openat64, int dirfd COMMA_, dirfd COMMA_)
  * futex waits and the like with it. The numbers that can block for long
  * run inside entersyscall/exitsyscall; any other passes straight through.
  * All six argument registers are forwarded, as glibc's syscall() does. */
-static bool may_block(long nr, long a1)
+static bool may_block(long nr, long arg)
 {
   switch (nr) {
   case SYS_futex: {
-    int op = (int)a1 & 0x7f; /* without FUTEX_PRIVATE_FLAG / CLOCK_REALTIME */
+    int op = (int)arg & 0x7f; /* futex's op, without PRIVATE_FLAG / CLOCK_REALTIME */
     return op == 0 /* WAIT */ || op == 9 /* WAIT_BITSET */ || op == 6 /* LOCK_PI */ ||
            op == 11 /* WAIT_REQUEUE_PI */ || op == 13 /* LOCK_PI2 */;
   }
@@ -195,7 +195,20 @@ GMP_EXPORT long syscall(long nr, ...)
   long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
   long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
   va_end(ap);
-  if (!gmp_self() || !may_block(nr, a1))
+  if (!gmp_self())
+    return NEXT(syscall)(nr, a1, a2, a3, a4, a5, a6);
+  if (nr == SYS_futex) {
+    /* Private futexes wait on the parking lot (futex.c). */
+    long fr = gmp_futex(a1, a2, a3, a4, a5, a6);
+    if (fr != GMP_FUTEX_KERNEL) {
+      if (fr < 0) {
+        errno = (int)-fr;
+        return -1;
+      }
+      return fr;
+    }
+  }
+  if (!may_block(nr, nr == SYS_futex ? a2 : a1))
     return NEXT(syscall)(nr, a1, a2, a3, a4, a5, a6);
   gmp_entersyscall_as("syscall");
   long r = NEXT(syscall)(nr, a1, a2, a3, a4, a5, a6);

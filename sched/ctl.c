@@ -15,7 +15,9 @@
  * The socket is unlinked at exit; a forked child makes its own.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -91,11 +93,43 @@ void gmp_ctl_child(void)
   gmp_ctl_open();
 }
 
+/* Sockets of processes that ended without their atexit (killed by a
+ * signal, _exit, exec) stay behind: one sweep by each process, from
+ * sysmon, removes those whose pid no longer exists. A pid reused by a
+ * process without libgmp keeps its stale socket until that one ends
+ * (connecting to it fails: the dumper reports no libgmp). */
+static void sweep_stale(void)
+{
+  char dir[64];
+  snprintf(dir, sizeof dir, "/tmp/gmp-%u", (unsigned)getuid());
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (pid <= 0 || strcmp(end, ".sock") != 0 || pid == (long)getpid())
+      continue;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+      char path[sizeof dir + sizeof e->d_name + 2];
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      unlink(path);
+    }
+  }
+  closedir(d);
+}
+
 /* sysmon, every 100 ms. */
 void gmp_ctl_poll(void)
 {
   if (ctl_fd < 0)
     return;
+  static pid_t swept;
+  if (swept != ctl_pid) {
+    swept = ctl_pid;
+    sweep_stale();
+  }
   int c = accept4(ctl_fd, NULL, NULL, SOCK_CLOEXEC);
   if (c < 0) {
     if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)

@@ -113,6 +113,8 @@ uint64_t gmp_sysmon_sigmask(void);
 int gmp_sig_flush(struct g *g, bool *restart_all);
 void gmp_sig_check(struct g *g); /* the same, cheap when nothing is queued */
 void gmp_sig_rescue(void);       /* sysmon, every round */
+void gmp_setxid_init(void);      /* wrap glibc's SIGSETXID handler */
+void *gmp_m_glibc_tcb(struct m *m); /* the TCB glibc lists for this M's OS thread */
 /* End g's current wait, whatever it is, with result (park.c). */
 bool gmp_park_interrupt(struct g *g, int result);
 

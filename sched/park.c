@@ -11,6 +11,7 @@
  * CAS, so it can never end a later one.
  */
 #include <errno.h>
+#include <limits.h>
 
 #include "sched/internal.h"
 
@@ -97,15 +98,21 @@ int gmp_park_on_fd(const void *addr, bool (*validate)(void *), void *arg,
 static bool bucket_interrupt(struct g *g, uint64_t seq, int result)
 {
   uint64_t want = CLAIMABLE(seq);
-  const void *addr = g->wait.addr;
-  if (!addr)
-    return false;
-  struct pl_bucket *b = pl_bucket_of(addr);
-  gmp_spin_lock(&b->lock);
-  bool won = atomic_load(&g->park_state) == want && g->wait.addr == addr &&
-             pl_remove(b, &g->wait) && claim(g, seq, result);
-  gmp_spin_unlock(&b->lock);
-  return won;
+  for (;;) {
+    const void *addr = g->wait.addr;
+    if (!addr || atomic_load(&g->park_state) != want)
+      return false;
+    struct pl_bucket *b = pl_bucket_of(addr);
+    gmp_spin_lock(&b->lock);
+    if (g->wait.addr != addr) { /* requeued meanwhile: again */
+      gmp_spin_unlock(&b->lock);
+      continue;
+    }
+    bool won = atomic_load(&g->park_state) == want && pl_remove(b, &g->wait) &&
+               claim(g, seq, result);
+    gmp_spin_unlock(&b->lock);
+    return won;
+  }
 }
 
 bool gmp_park_interrupt(struct g *g, int result)
@@ -210,26 +217,77 @@ void gmp_ready_g(struct g *g) { gmp_ready(g); }
 
 int gmp_unpark_all(const void *addr)
 {
-  struct pl_bucket *b = pl_bucket_of(addr);
-  struct g *list = NULL, **tail = &list;
+  return gmp_unpark_n(addr, INT_MAX);
+}
+
+/* Dequeue and claim up to max waiters of addr (bucket b locked) onto
+ * *tail, in queue order. Returns how many. */
+static int take(struct pl_bucket *b, const void *addr, int max, struct g ***tail)
+{
   int n = 0;
-  gmp_spin_lock(&b->lock);
   struct pl_waiter *w;
-  while ((w = pl_dequeue(b, addr))) {
+  while (n < max && (w = pl_dequeue(b, addr))) {
     struct g *c = waiter_g(w);
     if (claim(c, c->park_seq, GMP_PARK_WOKEN)) {
-      *tail = c;
-      tail = &c->schedlink;
+      **tail = c;
+      *tail = &c->schedlink;
       n++;
     }
   }
-  *tail = NULL;
-  gmp_spin_unlock(&b->lock);
+  return n;
+}
+
+static void ready_list(struct g *list)
+{
   while (list) {
     struct g *next = list->schedlink;
     gmp_ready(list);
     list = next;
   }
+}
+
+int gmp_requeue(const void *from, const void *to, int nwake, int nmove,
+                bool (*validate)(void *), void *arg)
+{
+  struct pl_bucket *bf = pl_bucket_of(from), *bt = pl_bucket_of(to);
+  /* Both queues locked, in address order (a requeue the other way round
+   * cannot deadlock with this one). */
+  struct pl_bucket *first = bf < bt ? bf : bt, *second = bf < bt ? bt : bf;
+  gmp_spin_lock(&first->lock);
+  if (second != first)
+    gmp_spin_lock(&second->lock);
+  int r = -1;
+  struct g *list = NULL, **tail = &list;
+  if (!validate || validate(arg)) {
+    r = take(bf, from, nwake, &tail);
+    int moved = 0;
+    struct pl_waiter *w;
+    while (moved < nmove && (w = pl_dequeue(bf, from))) {
+      /* Still parked (queued waiters are unclaimed): it now waits on
+       * to, and a wake of to is what ends its park. */
+      pl_enqueue(bt, w, to);
+      moved++;
+    }
+    r += moved;
+  }
+  *tail = NULL;
+  if (second != first)
+    gmp_spin_unlock(&second->lock);
+  gmp_spin_unlock(&first->lock);
+  ready_list(list);
+  return r;
+}
+
+int gmp_unpark_n(const void *addr, int max)
+{
+  struct pl_bucket *b = pl_bucket_of(addr);
+  struct g *list = NULL, **tail = &list;
+  int n = 0;
+  gmp_spin_lock(&b->lock);
+  n = take(b, addr, max, &tail);
+  *tail = NULL;
+  gmp_spin_unlock(&b->lock);
+  ready_list(list);
   return n;
 }
 
@@ -237,21 +295,29 @@ int gmp_unpark_all(const void *addr)
 void gmp_timer_fire(struct g *g, uint64_t seq)
 {
   uint64_t want = CLAIMABLE(seq);
-  if (atomic_load_explicit(&g->park_state, memory_order_acquire) != want)
-    return;
-  const void *addr = g->wait.addr;
-  if (!addr) {
-    if (claim(g, seq, GMP_PARK_TIMEDOUT))
+  for (;;) {
+    if (atomic_load_explicit(&g->park_state, memory_order_acquire) != want)
+      return;
+    const void *addr = g->wait.addr;
+    if (!addr) {
+      if (claim(g, seq, GMP_PARK_TIMEDOUT))
+        gmp_ready(g);
+      return;
+    }
+    struct pl_bucket *b = pl_bucket_of(addr);
+    gmp_spin_lock(&b->lock);
+    if (g->wait.addr != addr) {
+      /* Requeued to another address meanwhile (gmp_requeue): again. */
+      gmp_spin_unlock(&b->lock);
+      continue;
+    }
+    bool won = atomic_load(&g->park_state) == want && pl_remove(b, &g->wait) &&
+               claim(g, seq, GMP_PARK_TIMEDOUT);
+    gmp_spin_unlock(&b->lock);
+    if (won)
       gmp_ready(g);
     return;
   }
-  struct pl_bucket *b = pl_bucket_of(addr);
-  gmp_spin_lock(&b->lock);
-  bool won = atomic_load(&g->park_state) == want && g->wait.addr == addr &&
-             pl_remove(b, &g->wait) && claim(g, seq, GMP_PARK_TIMEDOUT);
-  gmp_spin_unlock(&b->lock);
-  if (won)
-    gmp_ready(g);
 }
 
 static bool unlock_timers(struct g *g, void *arg)

@@ -1494,6 +1494,38 @@ static struct g *make_g0(struct m *m)
   return g0;
 }
 
+/* glibc knows the main thread by its original TCB, which the main G
+ * took; any other M by the TCB pthread_create gave it (its g0's). */
+void *gmp_m_glibc_tcb(struct m *m)
+{
+  return m == &m0 ? g_main.tcb : m->g0.fs;
+}
+
+/* Run a glibc call as the OS thread rather than as the G: fs set to the
+ * M's g0 TCB, which only this OS thread ever uses. glibc's set*id
+ * broadcast skips the caller's THREAD_SELF in its list of threads; with
+ * the main G's TCB there (glibc lists M0 by it) M0 would be skipped when
+ * the main G runs on another M, and keep the old credentials. No
+ * scheduling point may come before gmp_m_fs_leave: a SIGURG finds a g0
+ * in the slot and leaves the thread alone. Returns the fs to restore. */
+void *gmp_m_fs_enter(void)
+{
+  struct g *g = gmp_curg();
+  if (!g || !g->m)
+    return NULL;
+  void *own = g->m->g0.fs, *cur = gmp_thread_self();
+  if (own == cur)
+    return NULL;
+  gmp_sys2(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, (long)own);
+  return cur;
+}
+
+void gmp_m_fs_leave(void *prev)
+{
+  if (prev)
+    gmp_sys2(SYS_arch_prctl, 0x1002, (long)prev);
+}
+
 static void *mstart_thread(void *arg)
 {
   struct m *m = arg;
@@ -1757,6 +1789,7 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
     gmp_lock_release(&gmp_sched.lock);
   }
   start_sysmon();
+  gmp_setxid_init();
   gmp_tcb_slot_set(g_main.tcb, &g_main);
   gmp_leave_runtime(&gmp_allp[0]); /* the main G goes back to user code */
   gmp_running = true;

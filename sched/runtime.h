@@ -138,6 +138,7 @@ enum waitreason {
   WAIT_OTHER,
   WAIT_IOR,   /* GMP_WAIT_IOR: input on fd wait_fd */
   WAIT_IOW,   /* GMP_WAIT_IOW */
+  WAIT_FUTEX, /* GMP_WAIT_FUTEX: a raw futex wait (preload/futex.c) */
   WAIT__COUNT
 };
 

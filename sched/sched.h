@@ -129,6 +129,9 @@ int gmp_g_ostid(struct g *g);
 int gmp_procs(void);
 /* The kernel tid of the OS thread running the calling G right now. */
 int gmp_current_ostid(void);
+/* Run a glibc call with the OS thread's own TCB in fs (set*id). */
+void *gmp_m_fs_enter(void);
+void gmp_m_fs_leave(void *prev);
 
 /* ---- signal masks ----------------------------------------------------------
  * Per thread, as POSIX wants: kept in the G, applied to the OS thread
@@ -197,7 +200,7 @@ void gmp_g_info(struct g *g, struct gmp_ginfo *out);
 #define GMP_WAIT_CANCELPOINT 0x100
 enum gmp_reason { GMP_WAIT_MUTEX = 1, GMP_WAIT_COND, GMP_WAIT_RWLOCK, GMP_WAIT_SEM,
                   GMP_WAIT_BARRIER, GMP_WAIT_JOIN, GMP_WAIT_SLEEP, GMP_WAIT_ONCE,
-                  GMP_WAIT_IOR = 10, GMP_WAIT_IOW = 11 };
+                  GMP_WAIT_IOR = 10, GMP_WAIT_IOW = 11, GMP_WAIT_FUTEX = 12 };
 int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
                 int64_t deadline, int reason);
 /* gmp_park_on for a wait on file descriptor fd (shown by schedtrace). */
@@ -221,6 +224,14 @@ void gmp_netpoll_want_poller(void);
 int gmp_unpark_one(const void *addr);
 /* Wake every G parked on addr. Returns how many. */
 int gmp_unpark_all(const void *addr);
+/* Wake up to max Gs parked on addr, oldest first. Returns how many. */
+int gmp_unpark_n(const void *addr, int max);
+/* With both queues locked and validate(arg) true (or validate NULL): wake
+ * up to nwake Gs parked on from, and move up to nmove more to wait on to
+ * instead (futex requeue). Returns woken + moved, or -1 if validate
+ * refused (nothing done). */
+int gmp_requeue(const void *from, const void *to, int nwake, int nmove,
+                bool (*validate)(void *), void *arg);
 /* Sleep until the monotonic deadline (a cancellation point: returns
  * GMP_PARK_CANCELED if pthread_cancel ended it, else GMP_PARK_TIMEDOUT). */
 int gmp_sleep_until(int64_t deadline);

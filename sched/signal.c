@@ -44,8 +44,16 @@
 #define SYNC_SIGS (SIGBIT(SIGSEGV) | SIGBIT(SIGBUS) | SIGBIT(SIGFPE) | SIGBIT(SIGILL) | \
                    SIGBIT(SIGTRAP) | SIGBIT(SIGSYS))
 
-uint64_t gmp_idle_sigmask(void) { return ~(SIGBIT(SIGURG) | SYNC_SIGS); }
-uint64_t gmp_sysmon_sigmask(void) { return ~SYNC_SIGS; }
+/* glibc's SIGSETXID (__SIGRTMIN + 1): setuid, setgid, setgroups, ... in
+ * a process with more than one OS thread send it to every thread glibc
+ * knows -- the Ms and sysmon, made with pthread_create -- and wait until
+ * each has made the same call: Linux credentials are per OS thread.
+ * Blocked here, the caller waits forever (memcached -u, any daemon that
+ * drops privileges after its threads start). */
+#define SETXID_SIG 33
+
+uint64_t gmp_idle_sigmask(void) { return ~(SIGBIT(SIGURG) | SIGBIT(SETXID_SIG) | SYNC_SIGS); }
+uint64_t gmp_sysmon_sigmask(void) { return ~(SIGBIT(SETXID_SIG) | SYNC_SIGS); }
 
 /* The kernel's struct sigaction (rt_sigaction with a 64-bit mask). */
 struct ksigaction {
@@ -58,6 +66,45 @@ struct ksigaction {
 static bool action_of(int sig, struct ksigaction *ka)
 {
   return gmp_sys4(SYS_rt_sigaction, sig, NULL, ka, 8) == 0;
+}
+
+/* ---- SIGSETXID --------------------------------------------------------
+ * glibc's handler (nptl_setxid.c) makes the set*id call on the OS thread
+ * it lands on, then clears the SETXID bit in THREAD_SELF -- the TCB in fs
+ * -- and __nptl_setxid signals again every listed thread whose bit is
+ * still set. An M running a G has the G's TCB in fs: the bit of the M's
+ * own TCB (the one glibc listed, with this M's tid) would never clear and
+ * the caller would signal that M again and again while it runs Gs. Run
+ * glibc's handler with fs set to the TCB glibc knows this OS thread by. */
+static void (*glibc_setxid)(int, siginfo_t *, void *);
+
+static void setxid_handler(int sig, siginfo_t *si, void *uc)
+{
+  struct g *g = gmp_curg_raw();
+  void *own = g && g->m ? gmp_m_glibc_tcb(g->m) : NULL;
+  void *cur = gmp_thread_self();
+  if (!own || own == cur) {
+    glibc_setxid(sig, si, uc);
+    return;
+  }
+  gmp_sys2(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, (long)own);
+  glibc_setxid(sig, si, uc);
+  gmp_sys2(SYS_arch_prctl, 0x1002, (long)cur);
+}
+
+/* After the first pthread_create (glibc installs its handler then). */
+void gmp_setxid_init(void)
+{
+  struct ksigaction ka;
+  if (!action_of(SETXID_SIG, &ka) || !(ka.flags & SA_SIGINFO) ||
+      ka.handler == (void *)setxid_handler)
+    return;
+  glibc_setxid = (void (*)(int, siginfo_t *, void *))ka.handler;
+  ka.handler = (void *)setxid_handler;
+  /* Nothing else -- SIGURG above all, whose handler reads the TCB slot --
+   * may run while fs is not the running G's. */
+  ka.mask = ~SYNC_SIGS;
+  gmp_sys4(SYS_rt_sigaction, SETXID_SIG, &ka, NULL, 8);
 }
 
 /* ---- rule 3: per-G queue ----------------------------------------------- */

@@ -79,7 +79,7 @@ void gmp_trace_open(const char *path)
 const char *gmp_waitreason_name(int r)
 {
   static const char *names[] = {"", "mutex", "cond", "rwlock", "semaphore", "barrier",
-                                "join", "sleep", "once", "wait", "IO wait", "IO wait"};
+                                "join", "sleep", "once", "wait", "IO wait", "IO wait", "futex"};
   _Static_assert(sizeof names / sizeof names[0] == WAIT__COUNT, "a name per wait reason");
   return r > 0 && r < (int)(sizeof names / sizeof names[0]) ? names[r] : "wait";
 }
