@@ -1498,6 +1498,8 @@ static struct g *make_g0(struct m *m)
  * took; any other M by the TCB pthread_create gave it (its g0's). */
 void *gmp_m_glibc_tcb(struct m *m)
 {
+  if (m->listed_tcb)
+    return m->listed_tcb;
   return m == &m0 ? g_main.tcb : m->g0.fs;
 }
 
@@ -1513,7 +1515,9 @@ void *gmp_m_fs_enter(void)
   struct g *g = gmp_curg();
   if (!g || !g->m)
     return NULL;
-  void *own = g->m->g0.fs, *cur = gmp_thread_self();
+  /* In a fork child, glibc lists only the TCB that forked: if that is
+   * this G's own, the call is already made as the listed thread. */
+  void *own = g->m->listed_tcb == g->tcb ? g->tcb : g->m->g0.fs, *cur = gmp_thread_self();
   if (own == cur)
     return NULL;
   gmp_sys2(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, (long)own);
@@ -1665,6 +1669,9 @@ void gmp_fork_child(void)
   struct m *m = g->m;
   struct p *mine = m->p ? m->p : &gmp_allp[0];
   m->ostid = gmp_gettid();
+  /* glibc's child keeps one thread in its list: the TCB that was current
+   * at fork, the forking G's (set*id in the child signals it). */
+  m->listed_tcb = g->tcb;
   m->alllink = NULL;
   m->spinning = false;
   m->nextp = NULL;

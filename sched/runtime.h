@@ -277,6 +277,11 @@ struct m {
    * two runs is counted in the next one). */
   int64_t tev_last;
   bool tev_quick;
+  /* The TCB glibc lists this OS thread by (its set*id broadcast signals
+   * each listed thread, and skips the caller's THREAD_SELF): its g0's
+   * for an M made by pthread_create, the process's first TCB (the main
+   * G's) for M0, and in a fork child the TCB of the G that forked. */
+  void *listed_tcb;
 };
 
 /* ---- P ---------------------------------------------------------------- */

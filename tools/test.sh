@@ -20,4 +20,11 @@ echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DGMP_SANITIZE=ON >/dev/null
 cmake --build build-san -j "$jobs"
 ctest --test-dir build-san -L unit --output-on-failure -j "$jobs"
+echo "== real programs, quick form (tests/compat: apache2, cpython, iperf2, mariadb, memcached, redis)"
+# Each installs its Debian package if missing and runs a few seconds
+# natively and under libgmp; the full form is tools/compat.sh full.
+# COMPAT=0 skips this stage (a machine without apt access).
+if [ "${COMPAT:-1}" != 0 ]; then
+  tools/compat.sh quick build
+fi
 echo "== all tests passed"

@@ -55,6 +55,7 @@ for run in $RUNS; do
   g_tput=$R_TPUT g_thr=$R_THR g_rss=$R_RSS g_ok=$R_OK
   [ "$g_ok" = 1 ] || FAIL=1
   [ "$n_ok" = 1 ] || note "native run failed too ($conns connections)"
+  report iperf2 "-P $conns, ${secs} s" Gbit/s "$n_tput" "$g_tput" "$n_thr" "$g_thr" "$n_rss" "$g_rss" "$([ "$g_ok" = 1 ] && echo OK || echo FAIL)"
   part="-P $conns: native $n_tput Gbit/s | libgmp $g_tput Gbit/s, threads $n_thr vs $g_thr, peak RSS $((n_rss / 1024)) vs $((g_rss / 1024)) MiB, $([ "$g_ok" = 1 ] && echo OK || echo FAIL)"
   LINE=${LINE:+$LINE; }$part
 done

@@ -14,16 +14,35 @@ compat_args() {
   GMPLIB=$(cd "$(dirname "$GMPLIB")" && pwd)/$(basename "$GMPLIB")
 }
 
-# need_pkg PKG [COMMAND]: apt-get install PKG if COMMAND (default PKG) is missing.
+# apt_install PKG...: install the packages (non-interactive, no
+# recommends), with the system's services NOT started: a policy-rc.d that
+# refuses them (Debian's mechanism, honoured by invoke-rc.d and
+# deb-systemd-invoke) is in place during the install. The scripts run
+# their own private instances; a mariadb or apache2 of the system's own
+# would only take memory and ports.
+apt_install() {
+  local sudo= made=0
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null &&
+      $sudo chmod 755 /usr/sbin/policy-rc.d && made=1
+  fi
+  local rc=0
+  if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" \
+      >/dev/null 2>&1; then
+    $sudo apt-get update >/dev/null 2>&1
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" \
+      >/dev/null 2>&1 || rc=1
+  fi
+  [ $made = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
+  return $rc
+}
+
+# need_pkg PKG [COMMAND]: apt_install PKG if COMMAND (default PKG) is missing.
 need_pkg() {
   local pkg=$1 cmd=${2:-$1}
   command -v "$cmd" >/dev/null 2>&1 && return 0
-  local sudo=
-  [ "$(id -u)" = 0 ] || sudo=sudo
-  if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg" >/dev/null 2>&1; then
-    $sudo apt-get update >/dev/null 2>&1
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg" >/dev/null 2>&1
-  fi
+  apt_install "$pkg"
   command -v "$cmd" >/dev/null 2>&1 || { echo "cannot install $pkg" >&2; return 1; }
 }
 
@@ -128,6 +147,14 @@ raise_nofile() {
 
 # result LINE: the one result line (stdout).
 result() { echo "$*"; }
+
+# report PROGRAM WHAT UNIT NATIVE LIBGMP NATIVE_THREADS LIBGMP_THREADS
+#        NATIVE_RSS_KB LIBGMP_RSS_KB OK|FAIL: one machine-readable line for
+# tools/compat.sh's report (tab-separated, after the word REPORT).
+report() {
+  local IFS=$'\t'
+  echo "REPORT	$*"
+}
 
 # note MSG: progress and diagnostics (stderr).
 note() { echo "  [$(basename "$0" .sh)] $*" >&2; }

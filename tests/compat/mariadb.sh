@@ -75,5 +75,6 @@ n_ok=$R_OK n_tps=$R_TPS n_p95=$R_P95 n_thr=$R_THR n_rss=$R_RSS n_data=$R_DATA
 [ "$n_ok" = 1 ] || note "native run failed too ($n_data)"
 run_one libgmp
 [ "$R_OK" = 1 ] || FAIL=1
+report mariadb "oltp_read_write, $THREADS threads" tps "$n_tps" "$R_TPS" "$n_thr" "$R_THR" "$n_rss" "$R_RSS" "$([ "$R_OK" = 1 ] && echo OK || echo FAIL)"
 result "compat mariadb: native $n_tps tps (p95 $n_p95 ms) | libgmp $R_TPS tps (p95 $R_P95 ms), $THREADS sysbench threads, OS threads $n_thr vs $R_THR, peak RSS $((n_rss / 1024)) vs $((R_RSS / 1024)) MiB, $R_DATA, shutdown $([ "$R_OK" = 1 ] && echo OK || echo FAIL)"
 exit $FAIL

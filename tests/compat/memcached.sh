@@ -63,5 +63,6 @@ n_ok=$R_OK n_slap=$R_SLAP n_thr=$R_THR n_rss=$R_RSS n_check=$R_CHECK
 [ "$n_ok" = 1 ] || note "native run failed too"
 run_one libgmp
 [ "$R_OK" = 1 ] || FAIL=1
+report memcached "memcslap sets, -t 4" set/s "$n_slap" "$R_SLAP" "$n_thr" "$R_THR" "$n_rss" "$R_RSS" "$([ "$R_OK" = 1 ] && echo OK || echo FAIL)"
 result "compat memcached: native $n_slap set/s (memcslap) | libgmp $R_SLAP set/s, threads $n_thr vs $R_THR, peak RSS $((n_rss / 1024)) vs $((R_RSS / 1024)) MiB, $CONNS conns x $KEYS keys: native $n_check, libgmp $R_CHECK$([ "$R_OK" = 1 ] && echo "" || echo ", FAIL")"
 exit $FAIL

@@ -71,5 +71,6 @@ n_ok=$R_OK n_rps=$R_RPS n_set=$R_SET n_thr=$R_THR n_rss=$R_RSS n_data=$R_DATA
 [ "$n_ok" = 1 ] || note "native run failed too ($n_data)"
 run_one libgmp
 [ "$R_OK" = 1 ] || FAIL=1
+report redis "redis-benchmark SET, 50 clients" req/s "$n_set" "$R_SET" "$n_thr" "$R_THR" "$n_rss" "$R_RSS" "$([ "$R_OK" = 1 ] && echo OK || echo FAIL)"
 result "compat redis: native $n_set req/s (SET) | libgmp $R_SET req/s (SET), threads $n_thr vs $R_THR, peak RSS $((n_rss / 1024)) vs $((R_RSS / 1024)) MiB, $R_DATA, shutdown $([ "$R_OK" = 1 ] && echo OK || echo FAIL) [SET/GET/INCR/LPUSH/LPOP native $n_rps | libgmp $R_RPS]"
 exit $FAIL
