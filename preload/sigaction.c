@@ -75,9 +75,14 @@ static void tramp(int sig, siginfo_t *si, void *ucv)
 {
   uintptr_t slot = (uintptr_t)gmp_tcb_slot_get();
   if (gmp_running && (slot & GMP_SLOT_G0)) {
-    /* On an M's scheduler: keep it blocked here from now on, and queue it
-     * to the process again for a thread that accepts it. */
     int saved = errno;
+    /* On an M's scheduler, switching to a G that accepts it: the G's. */
+    if (gmp_sig_on_g0(si)) {
+      errno = saved;
+      return;
+    }
+    /* Else keep it blocked here from now on, and queue it to the process
+     * again for a thread that accepts it. */
     ucontext_t *uc = ucv;
     uint64_t m;
     memcpy(&m, &uc->uc_sigmask, 8);

@@ -147,6 +147,9 @@ void gmp_signal_g(struct g *g, const void *info);
 /* A signal handler found itself on an M's scheduler and blocked the
  * signal there: the M's mask is no longer what it last set. */
 void gmp_sig_blocked_on_m(void);
+/* In a signal handler on an M's scheduler context: give the signal to the
+ * G this M is switching to, if it accepts it (signal.c). */
+bool gmp_sig_on_g0(const void *info);
 /* Does the runtime own SIGURG (the program had no handler at start)? A
  * SIGURG the runtime did not send is passed to chain(sig, siginfo, uc). */
 bool gmp_owns_sigurg(void);

@@ -124,6 +124,34 @@ static siginfo_t *infos(struct g *g)
   return none;
 }
 
+/* A signal the kernel delivered to an M on its scheduler context (g0):
+ * an M applies a G's mask just before switching to it (execute), and a
+ * signal pending for the process is delivered right there. If that G
+ * accepts it, it is the G's: queued in it, so the G runs the handler as
+ * it resumes (a parked G checks its queue when its park returns), before
+ * the code after its wait -- a thread woken by poll sees a signal sent
+ * before the data it waited for. Async-signal-safe: no allocation (the
+ * siginfo is kept only if the G's table exists). Returns false when the
+ * M has no G to give it to (the caller re-queues it to the process). */
+bool gmp_sig_on_g0(const void *infop)
+{
+  const siginfo_t *info = infop;
+  int sig = info->si_signo;
+  struct g *g0 = gmp_curg_raw();
+  struct m *m = g0 ? g0->m : NULL;
+  struct g *g = m ? m->curg : NULL;
+  /* RUNNING: execute() has made it the M's G (a G that just switched out
+   * is WAITING or RUNNABLE, and its own checks are behind it). */
+  if (!g || g->is_g0 || sig < 1 || sig > 64 || (g->sigmask & SIGBIT(sig)) ||
+      atomic_load(&g->status) != G_RUNNING)
+    return false;
+  siginfo_t *si = atomic_load(&g->siginfo);
+  if (si)
+    si[sig - 1] = *info;
+  atomic_fetch_or(&g->sigpend, SIGBIT(sig));
+  return true;
+}
+
 void gmp_signal_g(struct g *g, const void *infop)
 {
   const siginfo_t *info = infop;
