@@ -13,6 +13,15 @@
  * A client that stops reading cannot hold sysmon for more than the
  * send timeout. Only the process's own user (or root) can connect.
  * The socket is unlinked at exit; a forked child makes its own.
+ *
+ * It exists only once asked for: an fd of the runtime's is an fd the
+ * program can see (CPython's subprocess tests list a child's open fds, and
+ * the child, under libgmp too, had one more). gmp-schedtrace first finds
+ * no socket, sends the process a SIGURG marked GMP_CTL_MARK (sigqueue;
+ * same user only), and connects once sysmon has made it (<= 100 ms). A
+ * program with its own SIGURG handler at start gets the socket at once,
+ * since such a SIGURG would be its. A process without libgmp ignores
+ * SIGURG by default: asking is harmless.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -20,6 +29,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +43,7 @@
 #include "sched/internal.h"
 
 static int ctl_fd = -1;
+static _Atomic int ctl_wanted; /* asked for by a signal, not made yet */
 static pid_t ctl_pid;
 static char ctl_path[108];
 static int64_t start_ns;
@@ -44,10 +55,23 @@ static void ctl_unlink(void)
     unlink(ctl_path);
 }
 
+void gmp_ctl_request(void)
+{
+  atomic_store(&ctl_wanted, 1);
+}
+
+/* At start: only if the dumper could not ask for it later. */
+void gmp_ctl_init(void)
+{
+  if (!start_ns)
+    start_ns = gmp_nanotime();
+  if (!gmp_owns_sigurg())
+    gmp_ctl_open();
+}
+
 void gmp_ctl_open(void)
 {
   char dir[64];
-  start_ns = gmp_nanotime();
   snprintf(dir, sizeof dir, "/tmp/gmp-%u", (unsigned)getuid());
   if (mkdir(dir, 0700) != 0 && errno != EEXIST)
     return;
@@ -90,7 +114,7 @@ void gmp_ctl_child(void)
     close(ctl_fd);
   ctl_fd = -1;
   ctl_path[0] = 0;
-  gmp_ctl_open();
+  gmp_ctl_init();
 }
 
 /* Sockets of processes that ended without their atexit (killed by a
@@ -123,6 +147,8 @@ static void sweep_stale(void)
 /* sysmon, every 100 ms. */
 void gmp_ctl_poll(void)
 {
+  if (ctl_fd < 0 && atomic_exchange(&ctl_wanted, 0))
+    gmp_ctl_open();
   if (ctl_fd < 0)
     return;
   static pid_t swept;

@@ -101,7 +101,10 @@ void gmp_schedtrace(int64_t since_start_ms, bool detail);
 void gmp_trace_open(const char *path);
 void gmp_schedtrace_to(int fd, int64_t since_start_ms, bool detail);
 /* the control socket (ctl.c) */
+#define GMP_CTL_MARK 0x676d7063 /* "gmpc": a SIGURG asking for the socket */
+void gmp_ctl_request(void);    /* async-signal-safe */
 void gmp_ctl_open(void);
+void gmp_ctl_init(void);       /* at start: open it now only if it must */
 void gmp_ctl_child(void);
 void gmp_ctl_poll(void);
 

@@ -91,6 +91,18 @@ static void handler(int sig, siginfo_t *si, void *ucv)
   /* Only the runtime's own SIGURGs (gmp_interrupt_ostid) are acted on;
    * anything else (out-of-band TCP data, another process, the program's
    * pthread_kill) is the program's. */
+  /* gmp-schedtrace asking for the control socket (ctl.c): a sigqueue from
+   * another process of the same user, with its own mark. */
+  if (si->si_code == SI_QUEUE && si->si_value.sival_int == GMP_CTL_MARK &&
+      si->si_uid == getuid()) {
+    gmp_ctl_request();
+    /* A system call it interrupted is restarted, as after our own. */
+    struct g *cg = gmp_curg();
+    if (cg && cg->m)
+      atomic_store(&cg->m->urg_seen, 1);
+    errno = saved_errno;
+    return;
+  }
   if (si->si_code != SI_QUEUE || si->si_pid != getpid() || si->si_value.sival_int != URG_MARK) {
     if (urg_chain)
       urg_chain(sig, si, ucv);

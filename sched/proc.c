@@ -1775,7 +1775,7 @@ const char *gmp_sched_init(const struct gmp_config *c, const struct gmp_native *
   /* The SIGURG handler and M0's signal stack, before any other M exists. */
   gmp_preempt_init(!cfg.asyncpreemptoff);
   gmp_trace_open(cfg.tracefile);
-  gmp_ctl_open();
+  gmp_ctl_init();
   if (cfg.tracejson)
     gmp_tev_open(cfg.tracejson);
 

@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,9 @@
 #include <unistd.h>
 
 #include "tools/symbolize.h"
+
+/* sched/internal.h: the mark of a SIGURG asking for the control socket. */
+#define GMP_CTL_MARK 0x676d7063
 
 static void usage(FILE *f)
 {
@@ -314,9 +318,23 @@ int main(int argc, char **argv)
       nanosleep(&ts, NULL);
     }
     char *text = NULL;
-    int r = goroutines ? query_buf(path, "goroutines", &text)
-            : top      ? query_buf(path, "stats", &text)
-                       : query(path, detail ? "detail" : "sched");
+    int r;
+    for (int attempt = 0;; attempt++) {
+      r = goroutines ? query_buf(path, "goroutines", &text)
+          : top      ? query_buf(path, "stats", &text)
+                     : query(path, detail ? "detail" : "sched");
+      if ((r != -ENOENT && r != -ECONNREFUSED) || attempt >= 40 || st.st_uid != getuid())
+        break;
+      /* The runtime makes its control socket when asked (sched/ctl.c):
+       * a SIGURG with libgmp's mark; a process without libgmp ignores
+       * SIGURG. Then it appears within a sysmon poll (100 ms). */
+      if (attempt == 0) {
+        union sigval v = {.sival_int = GMP_CTL_MARK};
+        sigqueue((pid_t)pid, SIGURG, v);
+      }
+      struct timespec w = {0, 50 * 1000000};
+      nanosleep(&w, NULL);
+    }
     if (r == 0 && goroutines) {
       print_goroutines(text, pid);
     } else if (r == 0 && top) {
