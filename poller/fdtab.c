@@ -29,6 +29,25 @@
 
 static _Atomic(struct gmp_fd *) chunks[FD_NCHUNKS];
 
+/* fork child: the threads that held an fd's lock or waited on it are
+ * gone (only the forking one lives on). A lock left held would make the
+ * child's first close() of that fd spin forever (CPython's test_thread
+ * forking while another thread read a pipe). */
+void gmp_fdtab_fork_child(void)
+{
+  for (unsigned ci = 0; ci < FD_NCHUNKS; ci++) {
+    struct gmp_fd *c = atomic_load_explicit(&chunks[ci], memory_order_relaxed);
+    if (!c)
+      continue;
+    for (unsigned i = 0; i < FD_CHUNK; i++) {
+      if (atomic_load_explicit(&c[i].lock.v, memory_order_relaxed))
+        atomic_store_explicit(&c[i].lock.v, 0, memory_order_relaxed);
+      if (atomic_load_explicit(&c[i].nwait, memory_order_relaxed))
+        atomic_store_explicit(&c[i].nwait, 0, memory_order_relaxed);
+    }
+  }
+}
+
 struct gmp_fd *gmp_fd_get(int fd)
 {
   if (fd < 0 || (unsigned)fd >= FD_CHUNK * FD_NCHUNKS)

@@ -132,5 +132,7 @@ void gmp_netpoll_evacuate(int fd);
 /* fork child: the epoll instance is shared with the parent; make our own
  * and forget every registration. */
 void gmp_netpoll_fork_child(void);
+/* fork child: fd locks and waiter counts of threads that are gone. */
+void gmp_fdtab_fork_child(void);
 
 #endif

@@ -1689,6 +1689,7 @@ void gmp_fork_child(void)
   atomic_store(&gmp_sched.poll_until, 0);
   atomic_store(&gmp_sched.lastpoll, gmp_nanotime());
   gmp_netpoll_fork_child();
+  gmp_fdtab_fork_child();
   pl_reset_all();
   for (int i = gmp_nprocs - 1; i >= 0; i--) {
     struct p *p = &gmp_allp[i];
