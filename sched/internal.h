@@ -50,6 +50,8 @@ void gmp_preempt_init(bool enable);
 void gmp_preempt_thread_init(void);
 bool gmp_preempt_enabled(void);
 void gmp_preempt_request(struct p *p, struct m *m, uint64_t tick);
+/* Act on a pending asynchronous cancel of the current G (preload's hook). */
+void gmp_run_async_hook(void);
 
 /* A counter of struct pstats, written only by its P's owner. */
 #define PSTAT_ADD(field, n)                                                      \

@@ -84,6 +84,11 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
     gmp_timer_del(g);
   /* Only now, with the park fully undone (the handler may park again). */
   gmp_sig_check(g);
+  /* Ended by an asynchronous cancel in a wait that is no cancellation
+   * point (a mutex): act on it here, as the SIGURG handler would have
+   * had the thread been running. */
+  if (r == GMP_PARK_CANCELED && !cancelpt)
+    gmp_run_async_hook();
   return r;
 }
 
@@ -134,7 +139,10 @@ int gmp_cancel(struct g *g)
   if (g->cancel_disabled)
     return 0;
   uint64_t st = atomic_load(&g->park_state);
-  if ((st & 1) && g->park_cancelpt) {
+  /* A wait that is a cancellation point ends; with asynchronous
+   * cancellation, any wait does (NPTL's SIGCANCEL unwinds a thread
+   * blocked in a mutex too: redis cancels its I/O threads so). */
+  if ((st & 1) && (g->park_cancelpt || g->cancel_async)) {
     uint64_t seq = st >> 1;
     bool won = g->wait.addr ? bucket_interrupt(g, seq, GMP_PARK_CANCELED)
                             : gmp_sleep_interrupt(g, seq, GMP_PARK_CANCELED);

@@ -45,6 +45,11 @@ void gmp_set_urg_chain(void (*chain)(int, void *, void *)) { urg_chain = chain; 
 static void (*async_hook)(void);
 
 void gmp_set_async_hook(void (*hook)(void)) { async_hook = hook; }
+void gmp_run_async_hook(void)
+{
+  if (async_hook)
+    async_hook();
+}
 
 /* The runtime's SIGURGs carry a mark, so that the handler tells them from
  * the program's own (pthread_kill, out-of-band data, another process). */
