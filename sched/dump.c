@@ -94,15 +94,11 @@ static void put_start(struct g *g, const struct gmp_frame *f, int n)
 static void dump_g(void *tcb, void *arg)
 {
   struct dump *d = arg;
-  struct g *g = gmp_prog_g_of_tcb(tcb);
+  struct g *g = gmp_live_g_of_tcb(tcb);
   if (!g)
     return;
-  int st = atomic_load_explicit(&g->status, memory_order_relaxed);
-  if (st == G_IDLE || st == G_DEAD)
-    return;
-
   atomic_store(&gmp_dump_g, g); /* seq_cst: a full barrier before the reads below */
-  st = atomic_load(&g->status);
+  int st = atomic_load(&g->status);
   struct m *m = g->m;
   bool switched_out = (st == G_WAITING || st == G_RUNNABLE) && !(m && m->curg == g);
   int reason = g->waitreason;

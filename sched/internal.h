@@ -14,6 +14,15 @@ static inline struct g *gmp_prog_g_of_tcb(void *tcb)
   struct g *g = (struct g *)(slot & ~GMP_SLOT_G0);
   return !g || (slot & GMP_SLOT_G0) || g->is_g0 ? NULL : g;
 }
+/* The same, only for a thread that exists now (not free, not exited). */
+static inline struct g *gmp_live_g_of_tcb(void *tcb)
+{
+  struct g *g = gmp_prog_g_of_tcb(tcb);
+  if (!g)
+    return NULL;
+  int st = atomic_load_explicit(&g->status, memory_order_relaxed);
+  return st == G_IDLE || st == G_DEAD ? NULL : g;
+}
 void gmp_ready(struct g *g);
 void gmp_runqput(struct p *p, struct g *g, bool next);
 void gmp_wakep(void);

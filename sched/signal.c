@@ -238,13 +238,8 @@ static void scan_tcb(void *tcb, void *arg)
   struct accept_scan *a = arg;
   if (a->found)
     return;
-  struct g *g = gmp_prog_g_of_tcb(tcb);
-  if (!g)
-    return;
-  int st = atomic_load_explicit(&g->status, memory_order_relaxed);
-  if (st == G_IDLE || st == G_DEAD)
-    return;
-  if (!(g->sigmask & a->bit))
+  struct g *g = gmp_live_g_of_tcb(tcb);
+  if (g && !(g->sigmask & a->bit))
     a->found = g;
 }
 
