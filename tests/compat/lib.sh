@@ -120,7 +120,10 @@ stop_pid() {
     [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
     sleep 0.05
   done
-  if kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
+  # Killed only if the whole timeout ran out with the process still
+  # there: a state read racing with its exit (the stat file of a process
+  # being reaped) must not count as "ignored SIGTERM".
+  if [ "$i" -ge $((t * 20)) ] && kill -0 "$pid" 2>/dev/null; then
     kill -KILL "$pid" 2>/dev/null
     STOP_KILLED=1
   fi
