@@ -60,6 +60,13 @@ static inline bool abs_to_deadline(clockid_t clk, const struct timespec *abs, in
 #define GMP_FUTEX_KERNEL LONG_MIN
 long gmp_futex(long a1, long a2, long a3, long a4, long a5, long a6);
 
+/* Send the signal info->si_signo to G g (thread.c): 0 or an error number. */
+#include <signal.h>
+int gmp_signal_thread(struct g *g, siginfo_t *info);
+/* The thread-id system calls made through syscall(2) (tid.c): true if nr
+ * names a thread by id and was answered (*ret: syscall's -1/errno form). */
+bool gmp_tid_syscall(long nr, long a1, long a2, long a3, long a4, long *ret);
+
 /* Cancellation (cancel.c): act on a pending cancel of the current G. */
 void gmp_testcancel(void);
 _Noreturn void gmp_cancel_act(void);

@@ -197,6 +197,9 @@ GMP_EXPORT long syscall(long nr, ...)
   va_end(ap);
   if (!gmp_self())
     return NEXT(syscall)(nr, a1, a2, a3, a4, a5, a6);
+  long tr;
+  if (gmp_tid_syscall(nr, a1, a2, a3, a4, &tr)) /* a G's own thread id (tid.c) */
+    return tr;
   if (nr == SYS_futex) {
     /* Private futexes wait on the parking lot (futex.c). */
     long fr = gmp_futex(a1, a2, a3, a4, a5, a6);

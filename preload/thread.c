@@ -344,7 +344,7 @@ GMP_EXPORT int pthread_setaffinity_np(pthread_t t, size_t sz, const cpu_set_t *s
  * running it (the handler runs before the call returns, as NPTL
  * guarantees); to another G, queued in that G, whose wait is ended and
  * which runs the handler itself, on its own stack, when it next runs. */
-static int signal_thread(struct g *g, siginfo_t *info)
+int gmp_signal_thread(struct g *g, siginfo_t *info)
 {
   int sig = info->si_signo;
   if (sig < 0 || sig >= NSIG)
@@ -373,7 +373,7 @@ GMP_EXPORT int pthread_kill(pthread_t t, int sig)
   info.si_code = SI_TKILL;
   info.si_pid = getpid();
   info.si_uid = getuid();
-  return signal_thread(g, &info);
+  return gmp_signal_thread(g, &info);
 }
 
 GMP_EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval val)
@@ -388,5 +388,5 @@ GMP_EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval val)
   info.si_pid = getpid();
   info.si_uid = getuid();
   info.si_value = val;
-  return signal_thread(g, &info);
+  return gmp_signal_thread(g, &info);
 }

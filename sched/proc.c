@@ -75,6 +75,27 @@ struct g *gmp_g_of(pthread_t t)
 
 pthread_t gmp_g_pthread(struct g *g) { return (pthread_t)g->tcb; }
 
+struct tid_find { int tid; struct g *g; };
+
+static void tid_match(void *tcb, void *ctx)
+{
+  struct tid_find *f = ctx;
+  struct g *g = gmp_live_g_of_tcb(tcb);
+  if (g && !f->g && g->tid == f->tid)
+    f->g = g;
+}
+
+struct g *gmp_g_of_tid(int tid)
+{
+  /* Below the G range only a main G (or, in a fork child, the forking G)
+   * can own the tid: spare the walk for the OS threads' ids. */
+  if (tid <= 0 || (tid < GMP_TID_BASE && tid != (int)gmp_sys0(SYS_getpid)))
+    return NULL;
+  struct tid_find f = {tid, NULL};
+  gmp_for_each_tcb(tid_match, &f);
+  return f.g;
+}
+
 void gmp_g_info(struct g *g, struct gmp_ginfo *out)
 {
   out->id = g->goid;
@@ -912,7 +933,8 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   }
 
   g->goid = atomic_fetch_add(&gmp_sched.goidgen, 1) + 1;
-  g->tid = 0x40000000 + (atomic_fetch_add(&gmp_sched.tidgen, 1) & 0x3fffffff);
+  g->tid = GMP_TID_BASE +
+           (int)((uint32_t)atomic_fetch_add(&gmp_sched.tidgen, 1) % (GMP_TID_END - GMP_TID_BASE));
   g->fn = fn;
   g->arg = arg;
   g->retval = NULL;
@@ -1669,6 +1691,9 @@ void gmp_fork_child(void)
   struct m *m = g->m;
   struct p *mine = m->p ? m->p : &gmp_allp[0];
   m->ostid = gmp_gettid();
+  /* fork's CLONE_CHILD_SETTID wrote the child's pid into this G's TCB:
+   * the one thread of the child has the process's id, as natively. */
+  g->tid = gmp_tls_tid(g->tcb);
   /* glibc's child keeps one thread in its list: the TCB that was current
    * at fork, the forking G's (set*id in the child signals it). */
   m->listed_tcb = g->tcb;

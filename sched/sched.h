@@ -86,6 +86,18 @@ static inline struct g *gmp_curg(void) /* NULL unless a program G */
 
 /* The G behind a pthread_t, or NULL if it is not one of ours. */
 struct g *gmp_g_of(pthread_t t);
+/* Thread ids of Gs. The main G keeps the process's own (gettid() ==
+ * getpid() in the main thread, as programs check); every other G gets a
+ * number of its own from GMP_TID_BASE up: above PID_MAX_LIMIT (2^22, the
+ * most any kernel hands out), so it is never an OS thread's; below 2^30,
+ * so that in a robust or PI futex word (FUTEX_TID_MASK) it leaves the
+ * OWNER_DIED and WAITERS bits clear. */
+#define GMP_TID_BASE 0x400000
+#define GMP_TID_END 0x3fffffff
+/* The live G whose tid is tid, or NULL (an OS thread's tid, a G that has
+ * ended). Walks every G: for the rare calls that name a thread by tid
+ * (tgkill, sched_setaffinity, ...), never on a hot path. */
+struct g *gmp_g_of_tid(int tid);
 pthread_t gmp_g_pthread(struct g *g);
 uint64_t gmp_g_id(struct g *g);
 
