@@ -65,7 +65,18 @@ long io_blocking(long (*call)(void *ctx), void *ctx)
  * the attempt). fn(ctx, kind) makes the call: non-blocking for FDK_SOCK
  * and FDK_STREAM, as the program asked for FDK_NOPOLL. nb_call: the
  * program asked for this one call not to block (MSG_DONTWAIT). */
+static long io_loop(int fd, bool write, bool nb_call, io_fn fn, void *ctx);
+
+/* A call that did not block is a safe point for preemption (a G echoing
+ * on sockets that always have data would otherwise never give way). */
 static long io_run(int fd, bool write, bool nb_call, io_fn fn, void *ctx)
+{
+  long r = io_loop(fd, write, nb_call, fn, ctx);
+  gmp_preempt_point();
+  return r;
+}
+
+static long io_loop(int fd, bool write, bool nb_call, io_fn fn, void *ctx)
 {
   struct blk b = {fn, ctx};
   gmp_testcancel();

@@ -89,6 +89,28 @@ void gmp_preempt_yield(void)
   gmp_yield();
 }
 
+void gmp_preempt_point(void)
+{
+  struct g *g = gmp_curg();
+  if (!g || !atomic_load_explicit(&g->preempt_coop, memory_order_relaxed))
+    return;
+  atomic_store_explicit(&g->preempt_coop, false, memory_order_relaxed);
+  /* Not from inside a handler of the program's (a wrapper called by it):
+   * a switch would leave its signal mask or alternate stack to whichever
+   * G this M runs next. Either shows: the OS thread's mask is not the
+   * G's, or the stack is not the G's own. */
+  char here;
+  uintptr_t sp = (uintptr_t)&here;
+  if (!g->is_main && (sp < (uintptr_t)g->stack.lo || sp > (uintptr_t)g->stack.hi))
+    return;
+  uint64_t cur = 0;
+  if (gmp_sys4(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &cur, 8) != 0 || cur != g->sigmask_eff)
+    return;
+  g->m->n_preempt++;
+  g->preempted = true;
+  gmp_yield();
+}
+
 static void handler(int sig, siginfo_t *si, void *ucv)
 {
   ucontext_t *uc = ucv;
@@ -137,17 +159,22 @@ static void handler(int sig, siginfo_t *si, void *ucv)
     goto out;
   uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
   uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
-  if (!gmp_pc_safe(pc))
-    goto out;
   /* The program's own signal handler is running (its mask differs): a
    * switch now would carry that mask to other Gs on this M. */
   /* The kernel's frame holds a 64-bit mask: compare only that much (the
    * rest of glibc's 1024-bit sigset_t in ucontext_t is not the mask). */
   if (memcmp(&uc->uc_sigmask, &g->sigmask_eff, 8) != 0)
     goto out;
-  if (!g->is_main) {
-    if (sp < (uintptr_t)g->stack.lo + 16384 + 1024 || sp > (uintptr_t)g->stack.hi)
-      goto out;
+  /* Not at a safe pc (libc, libgmp: locks may be held), or too deep in
+   * its stack for the trampoline's frame: leave the request to the G's
+   * next wrapper return. A loop of short system calls and libc work
+   * spends nearly all its time there, and would otherwise keep its P
+   * for good (a thread waiting for a P after waitpid starved so). */
+  if (!gmp_pc_safe(pc) ||
+      (!g->is_main &&
+       (sp < (uintptr_t)g->stack.lo + 16384 + 1024 || sp > (uintptr_t)g->stack.hi))) {
+    atomic_store_explicit(&g->preempt_coop, true, memory_order_relaxed);
+    goto out;
   }
   m->preempt_rip = pc;
   atomic_store(&m->in_preempt, 1);

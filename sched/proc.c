@@ -145,6 +145,16 @@ static void globrunqput(struct g *g)
   atomic_fetch_add(&gmp_sched.runqsize, 1);
 }
 
+static void globrunqputhead(struct g *g)
+{
+  g->schedlink = gmp_sched.runqhead;
+  gmp_sched.runqhead = g;
+  if (!gmp_sched.runqtail)
+    gmp_sched.runqtail = g;
+  atomic_fetch_add(&gmp_sched.runqsize, 1);
+  atomic_fetch_add(&gmp_sched.nurgent, 1);
+}
+
 static void globrunqputbatch(struct g *head, struct g *tail, int32_t n)
 {
   tail->schedlink = NULL;
@@ -171,6 +181,9 @@ static struct g *globrunqget(struct p *p, int32_t max)
   if (n > RUNQ_SIZE / 2)
     n = RUNQ_SIZE / 2;
   atomic_fetch_sub(&gmp_sched.runqsize, n);
+  int32_t u = LD(gmp_sched.nurgent);
+  if (u)
+    atomic_store(&gmp_sched.nurgent, u > n ? u - n : 0);
   struct g *g = gmp_sched.runqhead;
   gmp_sched.runqhead = g->schedlink;
   n--;
@@ -583,7 +596,7 @@ top:;
       run_all_timers(now);
     all_timers = false;
   }
-  if (p->schedtick % 61 == 0 && LD(gmp_sched.runqsize) > 0) {
+  if ((p->schedtick % 61 == 0 || LD(gmp_sched.nurgent) > 0) && LD(gmp_sched.runqsize) > 0) {
     gmp_lock_acquire(&gmp_sched.lock);
     g = globrunqget(p, 1);
     gmp_lock_release(&gmp_sched.lock);
@@ -1121,7 +1134,7 @@ static void exitsyscall_g0(struct m *m, struct g *g)
     gmp_runqput(p, g, true);
     return;
   }
-  globrunqput(g);
+  globrunqputhead(g);
   gmp_lock_release(&gmp_sched.lock);
   stopm(m);
 }
@@ -1144,6 +1157,11 @@ void gmp_exitsyscall(void)
                                               memory_order_acquire,
                                               memory_order_relaxed)) {
     p->m = m;
+    /* Leaving a system call with the P kept is a safe point: a G that
+     * makes short calls in a loop spends its time where the preemption
+     * signal cannot switch it (preempt.c). */
+    if (__builtin_expect(atomic_load_explicit(&g->preempt_coop, memory_order_relaxed), 0))
+      gmp_preempt_point();
     return;
   }
   m->p = NULL;
@@ -1227,7 +1245,7 @@ static void (*cancel_kick)(int ostid);
 
 void gmp_set_cancel_kick(void (*kick)(int ostid)) { cancel_kick = kick; }
 
-static int retake(struct sysmon_p *pd, int64_t now)
+static int retake(struct sysmon_p *pd, int64_t now, bool *contended)
 {
   int n = 0;
   for (int i = 0; i < gmp_nprocs; i++) {
@@ -1247,13 +1265,16 @@ static int retake(struct sysmon_p *pd, int64_t now)
       if (cancel_kick && cg && cg->cancel_async && !cg->cancel_disabled &&
           atomic_load(&cg->cancel_pending))
         cancel_kick(pm->ostid);
+      bool work = pm && p_has_work(p);
+      if (work)
+        *contended = true;
       if (pd[i].schedtick != tick || !pm) {
         pd[i].schedtick = tick;
         pd[i].schedwhen = now;
         pd[i].cpu = pm ? thread_cpu_ns(pm->ostid) : -1;
         continue;
       }
-      if (now - pd[i].schedwhen < 1000000 || !p_has_work(p))
+      if (now - pd[i].schedwhen < 1000000 || !work)
         continue;
       int64_t cpu = thread_cpu_ns(pm->ostid);
       if (cpu < 0 || pd[i].cpu < 0 || cpu - pd[i].cpu > (now - pd[i].schedwhen) / 8 ||
@@ -1353,7 +1374,8 @@ static void *sysmon_main(void *arg)
       }
     }
     gmp_sig_rescue();
-    if (retake(pd, now) > 0)
+    bool contended = false;
+    if (retake(pd, now, &contended) > 0)
       idle = 0;
     else
       idle++;
@@ -1363,6 +1385,12 @@ static void *sysmon_main(void *arg)
       delay *= 2;
     if (delay > 10000000)
       delay = 10000000;
+    /* Threads wait for a P that a running one holds: look every 1 ms, so
+     * that a slice ends 10-11 ms after it began, not 10-20 ms (a run is
+     * timed from when sysmon first saw it). Costs a wake-up per ms only
+     * while the Ps are oversubscribed. */
+    if (contended && delay > 1000000)
+      delay = 1000000;
     if (trace_ns && delay > trace_ns / 2)
       delay = trace_ns / 2;
   }
@@ -1389,6 +1417,7 @@ static void post_switch(struct m *m)
     m->tev_last = gmp_tev_record(m, TEV_RUN, g->run_p, g->goid, g->run_since, end, 0);
     g->run_since = 0;
   }
+  bool preempted = g->preempted;
   g->preempted = false;
   switch (req) {
   case MREQ_PARK: {
@@ -1402,7 +1431,19 @@ static void post_switch(struct m *m)
   }
   case MREQ_YIELD:
     mark_runnable(g);
-    gmp_runqput(m->p, g, false);
+    if (preempted) {
+      /* A preempted G goes behind everything already waiting, the global
+       * queue included (Go's gopreempt_m): on the local queue it would
+       * take turns with the other hogs there, and a thread waiting on
+       * the global queue (back from a system call without a P) would get
+       * one turn in 61, a second per turn at 10 ms slices. At most one
+       * per P per 10 ms: the lock costs nothing. */
+      gmp_lock_acquire(&gmp_sched.lock);
+      globrunqput(g);
+      gmp_lock_release(&gmp_sched.lock);
+    } else {
+      gmp_runqput(m->p, g, false);
+    }
     break;
   case MREQ_EXIT:
     gdestroy(m, g);
@@ -1462,6 +1503,7 @@ static void execute(struct m *m, struct g *g)
   }
   g->m = m;
   m->curg = g;
+  atomic_store_explicit(&g->preempt_coop, false, memory_order_relaxed);
   if (gmp_tev_on) {
     g->run_since = m->tev_quick && m->tev_last ? m->tev_last : gmp_tev_now();
     g->run_p = p->id;
@@ -1707,6 +1749,7 @@ void gmp_fork_child(void)
   atomic_store(&gmp_sched.nmspinning, 0);
   gmp_sched.runqhead = gmp_sched.runqtail = NULL;
   atomic_store(&gmp_sched.runqsize, 0);
+  atomic_store(&gmp_sched.nurgent, 0);
   gmp_sched.pidle = NULL;
   atomic_store(&gmp_sched.npidle, 0);
   atomic_store(&gmp_sched.sleep_until, 0);

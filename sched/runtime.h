@@ -236,6 +236,14 @@ struct g {
   bool preempted;
   const char *sysname;     /* the blocking call it is in (entersyscall_as) */
   _Atomic bool insyscall;  /* between entersyscall and exitsyscall */
+  /* Set by the preemption handler when it found this G hogging its P but
+   * could not switch it where it stood (in libc, ld.so, the vDSO or
+   * libgmp itself): the G yields at its next safe point of its own, the
+   * return of a system-call wrapper (gmp_preempt_point), as Go's
+   * goroutines do on leaving a system call. Only the G's own OS thread
+   * writes it (the handler interrupts the G); execute() clears it, so a
+   * request never outlives the run slice it was made for. */
+  _Atomic bool preempt_coop;
 };
 
 /* ---- M ---------------------------------------------------------------- */
@@ -345,6 +353,13 @@ struct sched {
   gmp_lock lock;           /* guards: global runq, pidle, midle, allm */
   struct g *runqhead, *runqtail;
   _Atomic int32_t runqsize;
+  /* The first nurgent Gs of the global queue came back from a blocking
+   * system call and found no P: schedule() takes them before its local
+   * queue (lock held to change; read without). A thread that waited in
+   * the kernel has used no CPU meanwhile; behind a queue of CPU-bound
+   * threads it would wait one 10 ms slice per thread ahead of it, where
+   * the kernel's own scheduler runs a waking thread almost at once. */
+  _Atomic int32_t nurgent;
   struct p *pidle;
   _Atomic int32_t npidle;
   struct m *midle;

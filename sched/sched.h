@@ -126,6 +126,10 @@ int gmp_detach(struct g *g);                                /* 0, EINVAL */
 bool gmp_g_alive(struct g *g);
 
 void gmp_yield(void);
+/* A safe point for preemption, at a wrapper's return: if sysmon asked the
+ * current G to give up its P and the signal could not switch it where it
+ * stood, yield now. Cheap when nothing is asked (one load). */
+void gmp_preempt_point(void);
 
 /* Attributes of a G, for pthread_getattr_np & co. */
 void gmp_g_stack(struct g *g, void **lo, size_t *size, size_t *guard);
