@@ -162,6 +162,9 @@ const char *gmp_tls_init(int (*create)(pthread_t *, const pthread_attr_t *,
 
 /* Bytes a TCB block needs (static TLS + struct pthread + alignment). */
 size_t gmp_tls_block_size(void);
+/* Bytes at the high end of a TLS block that a thread touches (TCB and the
+ * static TLS of the modules loaded so far); the low rest is surplus. */
+size_t gmp_tls_hot_bytes(void);
 /* Build a fresh TCB inside block (gmp_tls_block_size() bytes, zeroed,
  * 64-aligned). Returns the thread pointer, or NULL (out of memory). */
 void *gmp_tls_create(void *block);

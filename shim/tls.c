@@ -227,6 +227,42 @@ const char *gmp_tls_init(int (*create)(pthread_t *, const pthread_attr_t *,
 
 size_t gmp_tls_block_size(void) { return T.block_size; }
 
+/* Static TLS in use below the thread pointer: the farthest module block
+ * (l_tls_offset, TLS_TCB_AT_TP) of the modules loaded so far. The rest of
+ * the static block down to its start is the surplus kept for dlopen, which
+ * nothing writes until such a module is loaded. */
+static int used_cb(struct dl_phdr_info *info, size_t sz, void *arg)
+{
+  (void)sz;
+  size_t *max = arg;
+  if (!info->dlpi_tls_modid)
+    return 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD)
+      continue;
+    Dl_info di;
+    struct link_map *lm = NULL;
+    if (!dladdr1((void *)(info->dlpi_addr + ph->p_vaddr), &di, (void **)&lm,
+                 RTLD_DL_LINKMAP) || !lm)
+      return 0;
+    ptrdiff_t off = *(ptrdiff_t *)((char *)lm + T.lm_tls_offset);
+    if (off > 0 && (size_t)off <= T.static_size && (size_t)off > *max)
+      *max = (size_t)off;
+    return 0;
+  }
+  return 0;
+}
+
+size_t gmp_tls_hot_bytes(void)
+{
+  size_t used = 0;
+  dl_iterate_phdr(used_cb, &used);
+  /* from the block's end down to the thread pointer, then the used TLS */
+  size_t top = (T.sizeof_pthread + T.static_align - 1) & ~(T.static_align - 1);
+  return top + used;
+}
+
 void *gmp_tls_create(void *block)
 {
   uintptr_t end = (uintptr_t)block + T.block_size;

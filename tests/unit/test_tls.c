@@ -298,6 +298,14 @@ static void check_fresh(const struct obs *o, int *main_errno_addr, int *main_x_a
   /* the errno and __thread copies live in the TCB's static TLS block */
   assert_true((char *)o->errno_addr >= (char *)tcb_block && (char *)o->errno_addr < (char *)tcb);
   assert_true((char *)o->x_addr >= (char *)tcb_block && (char *)o->x_addr < (char *)tcb);
+  /* ... within the hot top of the block (gmp_tls_hot_bytes), which the
+   * scheduler's box layout puts in one page: a G writes nothing below */
+  size_t hot = gmp_tls_hot_bytes();
+  char *block_end = (char *)tcb_block + gmp_tls_block_size();
+  assert_true(hot > 0 && hot <= gmp_tls_block_size());
+  assert_true((char *)o->errno_addr >= block_end - hot);
+  assert_true((char *)o->x_addr >= block_end - hot);
+  assert_true((char *)tcb >= block_end - hot);
 }
 
 /* A real pthread that resumes the paused G, as another M would. */
