@@ -396,7 +396,7 @@ void gmp_ready_p(struct p *p, struct g *g)
 {
   mark_runnable(g);
   if (gmp_tev_on && p)
-    gmp_tev_record(gmp_getm(), TEV_UNPARK, p->id, g->goid, 0, 0, 0);
+    gmp_tev_unpark(gmp_getm(), p->id, g->goid);
   if (p) {
     gmp_runqput(p, g, true);
   } else {
@@ -424,7 +424,7 @@ void gmp_ready_handoff(struct g *g)
   struct p *p = gmp_enter_runtime(cur);
   mark_runnable(g);
   if (gmp_tev_on)
-    gmp_tev_record(cur->m, TEV_UNPARK, p->id, g->goid, 0, 0, 0);
+    gmp_tev_unpark(cur->m, p->id, g->goid);
   gmp_runqput(p, g, true);
   gmp_leave_runtime(p);
 }
@@ -458,7 +458,7 @@ static void inject(struct p *p, struct g *list, int n)
   for (struct g *g = list; g; g = g->schedlink) {
     mark_runnable(g);
     if (gmp_tev_on && p)
-      gmp_tev_record(gmp_getm(), TEV_UNPARK, p->id, g->goid, 0, 0, 0);
+      gmp_tev_unpark(gmp_getm(), p->id, g->goid);
   }
   int npidle = LD(gmp_sched.npidle);
   int k = p ? (n < npidle ? n : npidle) : n;
@@ -520,7 +520,7 @@ static struct g *steal_work(struct m *m, int64_t now)
           PSTAT_ADD(p->st.steals, 1);
           PSTAT_ADD(p->st.stolen, runq_size(&p->runq) - had + 1);
           if (gmp_tev_on)
-            gmp_tev_record(m, TEV_STEAL, p->id, g->goid, 0, p2->id, 0);
+            gmp_tev_instant(m, TEV_STEAL, p->id, g->goid, 0, p2->id);
           return g;
         }
       }
@@ -991,7 +991,7 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   atomic_fetch_add(&gmp_sched.ngoroutines, 1);
   PSTAT_ADD(p->st.created, 1);
   if (gmp_tev_on)
-    gmp_tev_record(gmp_getm(), TEV_CREATE, p->id, g->goid, 0, (int)gmp_curg_raw()->goid, 0);
+    gmp_tev_instant(gmp_getm(), TEV_CREATE, p->id, g->goid, 0, (int)gmp_curg_raw()->goid);
   /* Publish the pthread_t before the G can run (another P may steal it at
    * once): the new thread may read the variable its creator passed. */
   if (out)
@@ -1161,7 +1161,7 @@ void gmp_exitsyscall(void)
   struct p *p = m->p;
   atomic_store_explicit(&g->insyscall, false, memory_order_relaxed);
   if (gmp_tev_on && g->sys_since) {
-    gmp_tev_record(m, TEV_SYSCALL, TEV_TID_M + m->id, g->goid, g->sys_since, 0, 0);
+    gmp_tev_span(m, TEV_SYSCALL, 0, 0, g->goid, g->sys_since);
     g->sys_since = 0;
   }
   int s = P_SYSCALL;
@@ -1429,7 +1429,7 @@ static void post_switch(struct m *m)
               : req == MREQ_YIELD ? (g->preempted ? TEV_END_PREEMPT : TEV_END_YIELD)
               : req == MREQ_EXIT  ? TEV_END_EXIT
                                   : TEV_END_SYSCALL;
-    m->tev_last = gmp_tev_record(m, TEV_RUN, g->run_p, g->goid, g->run_since, end, 0);
+    m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, end, g->goid, g->run_since);
     g->run_since = 0;
   }
   bool preempted = g->preempted;

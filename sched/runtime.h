@@ -285,6 +285,11 @@ struct m {
    * two runs is counted in the next one). */
   int64_t tev_last;
   bool tev_quick;
+  /* GMP_TRACE: where this M's next record goes and where its buffer ends
+   * (traceev.c; the fast path is inline in internal.h), and the time its
+   * records' deltas count from (TEV_NOBASE: none yet in this buffer). */
+  uint64_t *tev_pos, *tev_end;
+  uint64_t tev_base;
   /* The TCB glibc lists this OS thread by (its set*id broadcast signals
    * each listed thread, and skips the caller's THREAD_SELF): its g0's
    * for an M made by pthread_create, the process's first TCB (the main

@@ -19,9 +19,10 @@
  * start, so a slice never loses its other half when a G moves between
  * Ms or Ps.
  *
- * Recording must stay cheap next to a switch (~0.2 us): an event is 24
- * bytes stored in binary with a CPU timestamp counter reading (rdtsc,
- * ~7 ns, where the TSC is invariant; the clock otherwise). Formatting
+ * Recording must stay cheap next to a switch (~0.2 us): an event is one
+ * or two 64-bit words in binary, appended by code inlined at the call
+ * site (internal.h), with a CPU timestamp counter reading (rdtsc, ~11 ns,
+ * where the TSC is invariant; the clock otherwise). Formatting
  * JSON on the way (~0.3 us an event) made a condvar ping-pong 4x slower.
  * Full buffers stay in memory, chained on their M (no sharing, no
  * system call: writing them out as they filled cost a condvar ping-pong
@@ -46,42 +47,59 @@
 #include "sched/internal.h"
 
 bool gmp_tev_on;
+bool gmp_tev_tsc;
 
-/* 4096 events of 24 bytes: 96 KiB per buffer. A busy P produces ~1-5 M
- * events/s (a condvar ping-pong switches every ~0.2 us): a buffer a ms. */
-#define TEV_N 4096
+/* The records, in 64-bit words (type: the low 4 bits of the first; d: a
+ * time as a delta from the M's base, set by the last TEV_TIME record of
+ * the same buffer; every buffer starts without one, so that buffers
+ * decode on their own, in any order):
+ *
+ *   TEV_RUN      [type | end << 8 | P << 16 | goid << 32] [d | dur << 32]
+ *   TEV_SYSCALL  [type | goid << 32]                       [d | dur << 32]
+ *   TEV_CREATE, TEV_STEAL, TEV_UNPARK
+ *                [type | track << 16 | goid << 32]         [d | arg << 32]
+ *   TEV_UNPARK1  [type | P << 4 | goid << 16 | d << 40]    (P < 4096, goid
+ *                and d < 2^24: a wake-up by a running thread, one word)
+ *   TEV_TIME     [type]                                    [ticks]
+ *   TEV_HDR      [type | M << 32]                          [words]  (file only)
+ *
+ * dur is in ticks >> TEV_DUR_SHIFT, saturated (2^36 ticks: ~25 s at 2.7
+ * GHz, ~18 min in ns). The previous format, 24 bytes an event, made the
+ * kernel zero 96 bytes of fresh memory a condvar round trip (clear_page:
+ * ~40 ns of the round trip's ~130 ns of tracing overhead). */
 
-/* 24 bytes: every byte is written to the raw file while the program
- * runs. The M is not stored: each buffer is written behind a TEV_HDR
- * record naming it. */
-struct tev {
-  uint64_t ts;      /* ticks (gmp_tev_now) */
-  uint32_t dur;     /* ticks >> DUR_SHIFT, saturated */
-  uint32_t goid;
-  int32_t a;        /* the end reason, the creator, the victim P, ... */
-  uint16_t tid;     /* a P's track; TID_SELF: the recording M's */
-  uint8_t type, pad;
-};
-_Static_assert(sizeof(struct tev) == 24, "a raw event is 24 bytes");
-#define DUR_SHIFT 4 /* 2^36 ticks: ~25 s at 2.7 GHz, ~18 min in ns */
-#define TID_SELF 0xffff
-#define TEV_HDR 0xff
+/* 12286 words + the header: 96 KiB a buffer, 21 to a 2 MiB chunk. A busy
+ * P produces ~1-5 M events/s (a condvar ping-pong switches every ~0.2
+ * us): a buffer every ms or two. */
+#define TEV_WORDS 12286
 
 struct tevbuf {
   struct tevbuf *next; /* the M's earlier buffers */
-  int n;
-  struct tev e[TEV_N];
+  uint32_t n;          /* words used (set when the M leaves it) */
+  uint32_t pad;
+  uint64_t w[TEV_WORDS];
 };
+_Static_assert(sizeof(struct tevbuf) == 96 * 1024, "a buffer is 96 KiB");
+
+/* A record decoded, for format(). */
+struct tev {
+  int64_t ts;   /* ticks (gmp_tev_now) */
+  uint32_t dur; /* ticks >> TEV_DUR_SHIFT */
+  uint32_t goid;
+  int32_t a;    /* the end reason, the creator, the victim P, ... */
+  int tid;      /* a P's track; TID_SELF: the recording M's */
+  int type;
+};
+#define TID_SELF 0xffff
 
 static int tev_fd = -1;  /* the JSON file, written at exit */
 static int raw_fd = -1;  /* the unlinked file of raw events */
 static int64_t tick0, ns0; /* the clocks when tracing began */
-static bool use_tsc;
 static gmp_lock tev_wlock; /* one writer of the file at a time */
 static pid_t tev_pid;
 
-/* Per M: the buffer being filled, and the full ones before it. Kept
- * outside struct m, indexed by M id. */
+/* Per M, for the slow path only (the fast one is in struct m): the
+ * buffer being filled, and the full ones before it. Indexed by M id. */
 struct tevm {
   struct tevbuf *cur;
   char *chunk_cur, *chunk_end; /* where the next buffer is carved */
@@ -119,40 +137,45 @@ static void write_all(int fd, const void *p, size_t len)
   }
 }
 
-int64_t gmp_tev_now(void)
-{
-  if (use_tsc) {
-    uint32_t lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return (int64_t)(((uint64_t)hi << 32) | lo);
-  }
-  return gmp_nanotime();
-}
-
-/* Append one buffer's events, raw, to the temporary file, behind a
+/* Append one buffer's words, raw, to the temporary file, behind a
  * header naming the M that recorded them. */
 static void flush_buf(struct tevbuf *b, int mid)
 {
-  struct tev h = {.type = TEV_HDR, .a = mid, .goid = (uint32_t)b->n};
+  uint64_t h[2] = {TEV_HDR | (uint64_t)(uint32_t)mid << 32, b->n};
   gmp_lock_acquire(&tev_wlock);
-  write_all(raw_fd, &h, sizeof h);
-  write_all(raw_fd, b->e, (size_t)b->n * sizeof b->e[0]);
+  write_all(raw_fd, h, sizeof h);
+  write_all(raw_fd, b->w, (size_t)b->n * sizeof b->w[0]);
   gmp_lock_release(&tev_wlock);
   b->n = 0;
 }
 
-static struct tevbuf *current(struct m *m)
+/* pos is a cursor into b (NULL is not). */
+static bool in_buf(const struct tevbuf *b, const uint64_t *pos)
 {
-  if (m->id < 0 || m->id >= TEV_MAXM)
+  uintptr_t p = (uintptr_t)pos, lo = (uintptr_t)b->w;
+  return p >= lo && p <= lo + TEV_WORDS * sizeof b->w[0];
+}
+
+/* The slow path of gmp_tev_room: m's buffer is full (or it has none).
+ * Returns room for TEV_MAXREC words, or NULL (then m->tev_pos and
+ * tev_end stay equal: every record comes back here, and fails). */
+uint64_t *gmp_tev_refill(struct m *m)
+{
+  if (!m || m->id < 0 || m->id >= TEV_MAXM || !tevm)
     return NULL;
   struct tevm *t = &tevm[m->id];
   struct tevbuf *b = t->cur;
-  if (b && b->n < TEV_N)
-    return b;
+  /* (Once this M has failed, its cursor is NULL: leave b->n alone.) */
+  if (b && in_buf(b, m->tev_pos))
+    b->n = (uint32_t)(m->tev_pos - b->w);
+  m->tev_pos = m->tev_end = NULL;
+  m->tev_base = TEV_NOBASE;
   if (t->failed)
     return NULL;
+  struct tevbuf *nb = NULL;
   if (b && atomic_load_explicit(&tev_mem, memory_order_relaxed) >= tev_mem_max) {
-    /* At the memory limit: spill this M's buffers to the file. */
+    /* At the memory limit: spill this M's buffers to the file (each
+     * decodes on its own: the order does not matter) and reuse them. */
     flush_buf(b, m->id);
     while (b->next) {
       struct tevbuf *o = b->next;
@@ -163,74 +186,114 @@ static struct tevbuf *current(struct m *m)
       o->next = t->spare;
       t->spare = o;
     }
-    return b;
-  }
-  /* A new buffer, carved from 2 MiB chunks marked for transparent huge
-   * pages: one page fault per 2 MiB instead of one per 4 KiB (24,000
-   * faults for a million condvar round trips cost more than the events
-   * themselves). Never freed: the trace lives until exit. */
-  struct tevbuf *nb = t->spare;
-  if (nb) {
+    nb = b;
+    b = NULL;
+  } else if ((nb = t->spare)) {
     t->spare = nb->next;
-  } else if (t->chunk_cur + sizeof *nb > t->chunk_end) {
-    size_t len = 2u << 20;
-    long r = gmp_sys6(SYS_mmap, 0, len * 2, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r < 0 && r > -4096) {
-      t->chunk_cur = t->chunk_end = NULL;
-    } else {
-      uintptr_t base = (uintptr_t)r, al = (base + len - 1) & ~(uintptr_t)(len - 1);
-      if (al > base)
-        gmp_sys2(SYS_munmap, base, al - base);
-      if (base + len * 2 > al + len)
-        gmp_sys2(SYS_munmap, al + len, base + len * 2 - (al + len));
-      gmp_sys3(SYS_madvise, al, len, MADV_HUGEPAGE);
-      t->chunk_cur = (char *)al;
-      t->chunk_end = (char *)al + len;
+  } else {
+    /* A new buffer, carved from 2 MiB chunks marked for transparent huge
+     * pages: one page fault per 2 MiB instead of one per 4 KiB (24,000
+     * faults for a million condvar round trips cost more than the events
+     * themselves). Never freed: the trace lives until exit. */
+    if (t->chunk_cur + sizeof *nb > t->chunk_end) {
+      size_t len = 2u << 20;
+      long r = gmp_sys6(SYS_mmap, 0, len * 2, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (r < 0 && r > -4096) {
+        t->chunk_cur = t->chunk_end = NULL;
+      } else {
+        uintptr_t base = (uintptr_t)r, al = (base + len - 1) & ~(uintptr_t)(len - 1);
+        if (al > base)
+          gmp_sys2(SYS_munmap, base, al - base);
+        if (base + len * 2 > al + len)
+          gmp_sys2(SYS_munmap, al + len, base + len * 2 - (al + len));
+        gmp_sys3(SYS_madvise, al, len, MADV_HUGEPAGE);
+        t->chunk_cur = (char *)al;
+        t->chunk_end = (char *)al + len;
+      }
     }
+    if (t->chunk_cur && t->chunk_cur + sizeof *nb <= t->chunk_end) {
+      nb = (struct tevbuf *)t->chunk_cur;
+      t->chunk_cur += sizeof *nb;
+    }
+    if (!nb) {
+      t->failed = true;
+      gmp_printf_err("libgmp: GMP_TRACE: out of memory; M%d records no more events\n", m->id);
+      return NULL;
+    }
+    atomic_fetch_add(&tev_mem, sizeof *nb);
   }
-  if (!nb && t->chunk_cur && t->chunk_cur + sizeof *nb <= t->chunk_end) {
-    nb = (struct tevbuf *)t->chunk_cur;
-    t->chunk_cur += sizeof *nb;
-  }
-  if (!nb) {
-    t->failed = true;
-    gmp_printf_err("libgmp: GMP_TRACE: out of memory; M%d records no more events\n", m->id);
-    return NULL;
-  }
-  atomic_fetch_add(&tev_mem, sizeof *nb);
   nb->n = 0;
   nb->next = b;
   t->cur = nb;
-  return nb;
+  m->tev_pos = nb->w;
+  m->tev_end = nb->w + TEV_WORDS;
+  return nb->w;
 }
 
-int64_t gmp_tev_record(struct m *m, int type, int tid, uint64_t goid, int64_t start, int a, int b)
+void gmp_tev_instant(struct m *m, int type, int tid, uint64_t goid, int64_t ts, int a)
 {
-  if (!m)
-    return 0;
-  struct tevbuf *buf = current(m);
-  if (!buf)
-    return 0;
-  /* A wake-up made by a running G is stamped with the start of that G's
-   * run: no clock read (a condvar ping-pong makes two a round trip), and
-   * still inside the waker's slice on its P's track. */
-  int64_t now;
-  struct g *cur = type == TEV_UNPARK ? gmp_curg_raw() : NULL;
-  if (cur && !cur->is_g0 && cur->run_since)
-    now = cur->run_since;
-  else
-    now = gmp_tev_now();
-  struct tev *e = &buf->e[buf->n];
-  e->type = (uint8_t)type;
-  e->tid = tid >= TEV_TID_M ? TID_SELF : (uint16_t)tid;
-  e->goid = (uint32_t)goid;
-  e->a = a;
-  e->ts = (uint64_t)(start ? start : now);
-  uint64_t d = start ? (uint64_t)(now - start) >> DUR_SHIFT : 0;
-  e->dur = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
-  buf->n++;
-  return now;
+  if (!ts)
+    ts = gmp_tev_now();
+  uint64_t *w = m ? gmp_tev_room(m) : NULL, d;
+  if (!w)
+    return;
+  w = gmp_tev_delta(m, w, ts, (uint64_t)1 << 32, &d);
+  w[0] = (uint64_t)type | (uint64_t)(tid & 0xffff) << 16 | (uint64_t)(uint32_t)goid << 32;
+  w[1] = d | (uint64_t)(uint32_t)a << 32;
+  m->tev_pos = w + 2;
+}
+
+/* Decode the records of one buffer (n words) into e[]; returns how many.
+ * A record cut short or of an unknown type ends the buffer (the one race
+ * tracing accepts: an M still recording while tev_finish reads). */
+static int decode(const uint64_t *w, uint32_t n, struct tev *e, int max, uint32_t *used,
+                  uint64_t *base)
+{
+  int k = 0;
+  uint32_t i = 0;
+  while (i < n && k < max) {
+    uint64_t w0 = w[i];
+    int type = (int)(w0 & 0xf);
+    struct tev *o = &e[k];
+    if (type == TEV_UNPARK1) {
+      if (*base == TEV_NOBASE)
+        break;
+      o->type = TEV_UNPARK;
+      o->tid = (int)(w0 >> 4 & 0xfff);
+      o->goid = (uint32_t)(w0 >> 16 & 0xffffff);
+      o->ts = (int64_t)(*base + (w0 >> 40));
+      o->dur = 0;
+      o->a = 0;
+      i++;
+      k++;
+      continue;
+    }
+    if (i + 1 >= n || type < TEV_RUN || type > TEV_TIME || type == TEV_UNPARK1)
+      break;
+    uint64_t w1 = w[i + 1];
+    i += 2;
+    if (type == TEV_TIME) {
+      *base = w1;
+      continue;
+    }
+    if (*base == TEV_NOBASE)
+      break;
+    o->type = type;
+    o->goid = (uint32_t)(w0 >> 32);
+    o->ts = (int64_t)(*base + (uint32_t)w1);
+    o->tid = type == TEV_SYSCALL ? TID_SELF : (int)(w0 >> 16 & 0xffff);
+    if (type == TEV_RUN || type == TEV_SYSCALL) {
+      o->a = (int32_t)(w0 >> 8 & 0xff);
+      o->dur = (uint32_t)(w1 >> 32);
+    } else {
+      o->a = (int32_t)(uint32_t)(w1 >> 32);
+      o->dur = 0;
+    }
+    k++;
+  }
+  *used = i;
+  return k;
 }
 
 /* Convert one event to a JSON array element (each starts with a comma:
@@ -239,8 +302,8 @@ int64_t gmp_tev_record(struct m *m, int type, int tid, uint64_t goid, int64_t st
  * more stack than an M's g0 may have. */
 static int format(char *out, size_t len, const struct tev *e, int mid, double ns_per_tick)
 {
-  int64_t ts = (int64_t)((double)((int64_t)e->ts - tick0) * ns_per_tick);
-  int64_t dur = (int64_t)((double)((uint64_t)e->dur << DUR_SHIFT) * ns_per_tick);
+  int64_t ts = (int64_t)((double)(e->ts - tick0) * ns_per_tick);
+  int64_t dur = (int64_t)((double)((uint64_t)e->dur << TEV_DUR_SHIFT) * ns_per_tick);
   int tid = e->tid == TID_SELF ? TEV_TID_M + mid : e->tid;
   if (ts < 0)
     ts = 0;
@@ -283,6 +346,12 @@ static void tev_finish(void)
   gmp_tev_on = false;
   int64_t tick1 = gmp_tev_now(), ns1 = gmp_nanotime();
   double ns_per_tick = tick1 > tick0 ? (double)(ns1 - ns0) / (double)(tick1 - tick0) : 1.0;
+  /* Each M's current buffer is as full as its cursor says. */
+  for (struct m *m = gmp_sched.allm; m; m = m->alllink) {
+    struct tevbuf *b = m->id >= 0 && m->id < TEV_MAXM ? tevm[m->id].cur : NULL;
+    if (b && in_buf(b, m->tev_pos))
+      b->n = (uint32_t)(m->tev_pos - b->w);
+  }
   for (int i = 0; i < TEV_MAXM && i < gmp_sched.mcount + 1; i++)
     for (struct tevbuf *b = tevm[i].cur; b; b = b->next)
       if (b->n)
@@ -299,22 +368,34 @@ static void tev_finish(void)
                             "\"args\":{\"name\":\"P%d\"}}",
                             i, i);
   gmp_sys3(SYS_lseek, raw_fd, 0, SEEK_SET);
-  static struct tev in[1024];
-  long r;
-  int mid = 0;
-  while ((r = gmp_sys3(SYS_read, raw_fd, in, sizeof in)) > 0) {
-    for (long i = 0; i < r / (long)sizeof in[0]; i++) {
-      if (in[i].type == TEV_HDR) {
-        mid = in[i].a;
-        continue;
+  /* The file: [TEV_HDR][words] per buffer. Buffers decode on their own. */
+  static uint64_t in[TEV_WORDS];
+  static struct tev ev[1024];
+  uint64_t h[2];
+  while (gmp_sys3(SYS_read, raw_fd, h, sizeof h) == (long)sizeof h && (h[0] & 0xf) == TEV_HDR &&
+         h[1] <= TEV_WORDS) {
+    int mid = (int)(h[0] >> 32);
+    size_t want = (size_t)h[1] * sizeof in[0], got = 0;
+    while (got < want) {
+      long r = gmp_sys3(SYS_read, raw_fd, (char *)in + got, want - got);
+      if (r <= 0)
+        break;
+      got += (size_t)r;
+    }
+    uint32_t n = (uint32_t)(got / sizeof in[0]), at = 0, used;
+    uint64_t base = TEV_NOBASE;
+    int k;
+    while (at < n && (k = decode(in + at, n - at, ev, 1024, &used, &base)) > 0) {
+      at += used;
+      for (int i = 0; i < k; i++) {
+        if (len > sizeof out - 512) {
+          write_all(tev_fd, out, len);
+          len = 0;
+        }
+        int f = format(out + len, sizeof out - len, &ev[i], mid, ns_per_tick);
+        if (f > 0 && (size_t)f < sizeof out - len)
+          len += (size_t)f;
       }
-      if (len > sizeof out - 512) {
-        write_all(tev_fd, out, len);
-        len = 0;
-      }
-      int n = format(out + len, sizeof out - len, &in[i], mid, ns_per_tick);
-      if (n > 0 && (size_t)n < sizeof out - len)
-        len += (size_t)n;
     }
   }
   for (struct m *m = gmp_sched.allm; m; m = m->alllink) {
@@ -403,7 +484,7 @@ int gmp_tev_open(const char *spec)
   }
   tev_fd = (int)fd;
   raw_fd = (int)rfd;
-  use_tsc = tsc_invariant();
+  gmp_tev_tsc = tsc_invariant();
   tick0 = gmp_tev_now();
   ns0 = gmp_nanotime();
   tev_pid = (pid_t)gmp_sys0(SYS_getpid);
