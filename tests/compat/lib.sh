@@ -100,7 +100,9 @@ sample_threads() {
     while [ $SECONDS -le $end ] && kill -0 "$pid" 2>/dev/null; do
       n=$(os_threads "$pid")
       [ "$n" -gt "$max" ] && max=$n
-      echo "$max" >"$out"
+      # written aside and renamed: the sampler is killed at any moment, and
+      # a kill between the truncation and the write left an empty file
+      echo "$max" >"$out.new" && mv -f "$out.new" "$out"
       sleep 0.1
     done
   ) &
