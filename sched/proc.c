@@ -1310,6 +1310,7 @@ static int retake(struct sysmon_p *pd, int64_t now, bool *contended)
       int s = P_USER;
       if (atomic_compare_exchange_strong(&p->status, &s, P_IDLE)) {
         atomic_fetch_add(&gmp_sched.n_handoff, 1);
+        atomic_fetch_add(&gmp_sched.n_handoff_user, 1);
         pd[i].schedtick = ~(uint64_t)0;
         handoffp(p);
         n++;

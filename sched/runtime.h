@@ -394,6 +394,7 @@ struct sched {
 
   _Atomic int64_t ngoroutines; /* live Gs, main included */
   _Atomic uint64_t n_handoff;  /* Ps retaken from Ms in system calls */
+  _Atomic uint64_t n_handoff_user; /* of which from Ms blocked outside any wrapper */
   _Atomic uint64_t goidgen;
   _Atomic int32_t tidgen;
 };

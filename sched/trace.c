@@ -247,6 +247,8 @@ void gmp_stats_print(void)
   put("  %-28s %12llu\n", "global queue spills", (unsigned long long)t.spills);
   put("  %-28s %12llu\n", "P hand-offs (blocked Ms)",
       (unsigned long long)atomic_load(&gmp_sched.n_handoff));
+  put("  %-28s %12llu\n", "  of which outside a wrapper",
+      (unsigned long long)atomic_load(&gmp_sched.n_handoff_user));
   put("  %-28s %12llu\n", "asynchronous preemptions", (unsigned long long)t.preempts);
   put("  %-28s %12llu\n", "timers fired", (unsigned long long)atomic_load(&gmp_sched.n_timer));
   put("  %-28s %12llu\n", "netpoll wake-ups",
