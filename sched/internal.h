@@ -57,6 +57,7 @@ bool gmp_sleep_interrupt(struct g *g, uint64_t seq, int result);
 /* preemption (preempt.c) */
 void gmp_preempt_init(bool enable);
 void gmp_preempt_thread_init(void);
+void gmp_preempt_thread_fini(void); /* an M's OS thread ends */
 bool gmp_preempt_enabled(void);
 void gmp_preempt_request(struct p *p, struct m *m, uint64_t tick);
 /* Act on a pending asynchronous cancel of the current G (preload's hook). */

@@ -195,6 +195,15 @@ void gmp_preempt_thread_init(void)
   sigaltstack(&ss, NULL);
 }
 
+void gmp_preempt_thread_fini(void)
+{
+  stack_t ss, old;
+  memset(&ss, 0, sizeof ss);
+  ss.ss_flags = SS_DISABLE;
+  if (sigaltstack(&ss, &old) == 0 && old.ss_sp && !(old.ss_flags & SS_DISABLE))
+    free(old.ss_sp);
+}
+
 void gmp_preempt_init(bool enable)
 {
   struct sigaction old;

@@ -296,6 +296,19 @@ static void notesleep(struct m *m)
     gmp_futex_wait((uint32_t *)&m->note, 0, -1);
 }
 
+/* notesleep for at most ns: false if no wake-up came. */
+static bool notesleep_for(struct m *m, int64_t ns)
+{
+  int64_t deadline = gmp_nanotime() + ns;
+  while (atomic_exchange(&m->note, 0) == 0) {
+    int64_t left = deadline - gmp_nanotime();
+    if (left <= 0)
+      return false;
+    gmp_futex_wait((uint32_t *)&m->note, 0, left);
+  }
+  return true;
+}
+
 static void notewakeup(struct m *m)
 {
   atomic_store(&m->note, 1);
@@ -367,6 +380,27 @@ static void idle_mask(struct m *m)
     apply_mask(m, mask);
 }
 
+/* An M idle this long ends its OS thread (if another idle one remains):
+ * OS threads pile up while threads block in system calls (a burst of
+ * them at start-up, a stall on the address-space lock) and would stay
+ * for the life of the process, counted against it by every tool that
+ * counts threads. 5 s: much longer than any burst, and making an M again
+ * costs ~100 us. (Go's Ms never end; its programs do not count them.) */
+#define IDLE_M_NS 5000000000LL
+
+/* Take m off the idle list if it is still there (lock held). */
+static bool midle_remove(struct m *m)
+{
+  for (struct m **pp = &gmp_sched.midle; *pp; pp = &(*pp)->schedlink) {
+    if (*pp == m) {
+      *pp = m->schedlink;
+      gmp_sched.nmidle--;
+      return true;
+    }
+  }
+  return false;
+}
+
 static void stopm(struct m *m)
 {
   gmp_lock_acquire(&gmp_sched.lock);
@@ -376,7 +410,25 @@ static void stopm(struct m *m)
    * new one while the mask syscall runs (a wake-up that comes first is
    * kept in the note). */
   idle_mask(m);
-  notesleep(m);
+  if (m->can_end) {
+    while (!notesleep_for(m, IDLE_M_NS)) {
+      gmp_lock_acquire(&gmp_sched.lock);
+      /* Not on the list any more: startm took it and its wake-up is on
+       * the way (wait for it). The last idle M stays. */
+      if (gmp_sched.nmidle > 1 && midle_remove(m)) {
+        m->ended = true;
+        m->schedlink = gmp_sched.mdead;
+        gmp_sched.mdead = m;
+        gmp_sched.nmdead++;
+        gmp_lock_release(&gmp_sched.lock);
+        atomic_fetch_add(&gmp_sched.n_mended, 1);
+        longjmp(m->end_jb, 1); /* to mstart_thread, on this same stack */
+      }
+      gmp_lock_release(&gmp_sched.lock);
+    }
+  } else {
+    notesleep(m);
+  }
   acquirep(m, m->nextp);
   m->nextp = NULL;
 }
@@ -1621,11 +1673,22 @@ static void *mstart_thread(void *arg)
   struct m *m = arg;
   m->ostid = gmp_gettid();
   m->g0.fs = gmp_thread_self();
-  struct g *g0 = make_g0(m);
+  struct g *g0 = m->g0g ? m->g0g : make_g0(m);
   if (!g0)
     gmp_fatal("out of memory starting M%d", m->id);
+  m->g0g = g0;
   g0->tcb = m->g0.fs;
-  gmp_tcb_slot_set(m->g0.fs, (void *)((uintptr_t)g0 | GMP_SLOT_G0));
+  /* The g0 runs on this thread's own stack from here on; stopm comes
+   * back here (longjmp) when the M has been idle too long, and the
+   * thread ends by returning. */
+  if (setjmp(m->end_jb)) {
+    gmp_preempt_thread_fini();
+    gmp_tcb_slot_set(m->g0.fs, NULL);
+    m->ostid = 0;
+    return NULL;
+  }
+  m->can_end = true;
+  gmp_tcb_slot_set(m->g0.fs, (void *)((uintptr_t)m->g0g | GMP_SLOT_G0));
   pthread_sigmask(SIG_SETMASK, &m_sigmask, NULL);
   memcpy(&m->cur_mask, &m_sigmask, 8);
   gmp_preempt_thread_init();
@@ -1644,7 +1707,7 @@ static int newm(struct p *p, bool spinning)
    * say so once and let the P wait for an M to come back, instead of
    * letting the process run into pid_max or memory limits. */
   static _Atomic int warned;
-  if (cfg.maxthreads > 0 && gmp_sched.mcount >= cfg.maxthreads) {
+  if (cfg.maxthreads > 0 && gmp_sched.mcount - gmp_sched.nmdead >= cfg.maxthreads) {
     if (!atomic_exchange(&warned, 1))
       gmp_printf_err("libgmp: reached the limit of %d OS threads (GMP_DEBUG=maxthreads=%d): "
                      "threads blocked in system calls hold them; the others wait until one "
@@ -1652,14 +1715,36 @@ static int newm(struct p *p, bool spinning)
                      cfg.maxthreads, cfg.maxthreads);
     return EAGAIN;
   }
-  struct m *m = calloc(1, sizeof *m);
-  if (!m)
-    return ENOMEM;
   gmp_lock_acquire(&gmp_sched.lock);
-  m->id = gmp_sched.mcount++;
-  m->alllink = gmp_sched.allm;
-  gmp_sched.allm = m;
-  gmp_lock_release(&gmp_sched.lock);
+  struct m *m = gmp_sched.mdead;
+  if (m) {
+    /* An ended M's struct, with its id, its place on allm, its g0 and
+     * its trace cursor (the trace's buffers are per M id); the rest as
+     * new. */
+    gmp_sched.mdead = m->schedlink;
+    gmp_sched.nmdead--;
+    gmp_lock_release(&gmp_sched.lock);
+    struct m keep = *m;
+    memset(m, 0, sizeof *m);
+    m->id = keep.id;
+    m->alllink = keep.alllink;
+    m->g0g = keep.g0g;
+    m->n_preempt = keep.n_preempt;
+    m->tev_pos = keep.tev_pos;
+    m->tev_end = keep.tev_end;
+    m->tev_base = keep.tev_base;
+  } else {
+    gmp_lock_release(&gmp_sched.lock);
+    m = calloc(1, sizeof *m);
+    if (!m)
+      return ENOMEM;
+    gmp_lock_acquire(&gmp_sched.lock);
+    m->id = gmp_sched.mcount++;
+    m->alllink = gmp_sched.allm;
+    gmp_sched.allm = m;
+    gmp_lock_release(&gmp_sched.lock);
+  }
+  atomic_fetch_add(&gmp_sched.n_mstarted, 1);
   m->rand = 0x9E3779B97F4A7C15ULL * (uint64_t)(m->id + 1);
   m->nextp = p;
   m->spinning = spinning;
@@ -1673,6 +1758,14 @@ static int newm(struct p *p, bool spinning)
   pthread_attr_destroy(&a);
   if (rc != 0) {
     gmp_printf_err("libgmp: cannot start an OS thread (M%d): %s\n", m->id, strerror(rc));
+    /* the struct stays on allm: keep it for the next try */
+    gmp_lock_acquire(&gmp_sched.lock);
+    m->ended = true;
+    m->schedlink = gmp_sched.mdead;
+    gmp_sched.mdead = m;
+    gmp_sched.nmdead++;
+    gmp_lock_release(&gmp_sched.lock);
+    atomic_fetch_sub(&gmp_sched.n_mstarted, 1);
     return rc;
   }
   return 0;
@@ -1766,6 +1859,8 @@ void gmp_fork_child(void)
   m->nextp = NULL;
   gmp_sched.allm = m;
   gmp_sched.mcount = 1;
+  gmp_sched.mdead = NULL;
+  gmp_sched.nmdead = 0;
   gmp_sched.midle = NULL;
   gmp_sched.nmidle = 0;
   atomic_store(&gmp_sched.nmspinning, 0);

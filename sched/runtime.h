@@ -14,6 +14,7 @@
 #define GMP_SCHED_RUNTIME_H
 
 #include <stdatomic.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -259,8 +260,16 @@ struct m {
   struct p *nextp;         /* P handed over by startm */
   bool spinning;           /* looking for work without having found it */
   _Atomic uint32_t note;   /* futex word the idle M sleeps on */
-  struct m *schedlink;     /* idle list */
+  struct m *schedlink;     /* idle list, or the list of ended Ms */
   struct m *alllink;
+  /* An M made by newm runs its g0 on its NPTL thread's own stack, which
+   * it can leave: after IDLE_M_NS on the idle list it ends its thread
+   * (stopm longjmps to mstart_thread, which returns). The struct stays on
+   * allm (lock-free walkers: schedtrace, the trace, stats) with ended set
+   * and goes to gmp_sched.mdead for the next newm to reuse, with its id. */
+  bool can_end, ended;
+  jmp_buf end_jb;
+  struct g *g0g;           /* its g0, kept for a reuse */
   /* A request from the G that just switched to g0 (Go's mcall). */
   int req;
   bool (*unlockf)(struct g *, void *);
@@ -369,7 +378,10 @@ struct sched {
   _Atomic int32_t npidle;
   struct m *midle;
   int32_t nmidle;
-  int32_t mcount;
+  int32_t mcount;          /* M structs made (ids 0..mcount-1) */
+  struct m *mdead;         /* Ms whose OS thread ended, for reuse */
+  int32_t nmdead;
+  _Atomic uint64_t n_mstarted, n_mended; /* OS threads started/ended by newm/stopm */
   struct m *allm;
   _Atomic int32_t nmspinning;
 

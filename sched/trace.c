@@ -136,7 +136,7 @@ void gmp_schedtrace(int64_t since_start_ms, bool detail)
   int idle = atomic_load(&gmp_sched.npidle);
   put("SCHED %lldms: gomaxprocs=%d idleprocs=%d threads=%d spinningthreads=%d "
       "needspinning=0 idlethreads=%d runqueue=%d [",
-      (long long)since_start_ms, gmp_nprocs, idle, gmp_sched.mcount,
+      (long long)since_start_ms, gmp_nprocs, idle, gmp_sched.mcount - gmp_sched.nmdead,
       atomic_load(&gmp_sched.nmspinning), gmp_sched.nmidle, atomic_load(&gmp_sched.runqsize));
   for (int i = 0; i < gmp_nprocs; i++)
     put("%s%u", i ? " " : "", runq_size(&gmp_allp[i].runq));
@@ -154,6 +154,8 @@ void gmp_schedtrace(int64_t since_start_ms, bool detail)
           runq_size(&p->runq), p->gfreecnt, p->timers.n);
     }
     for (struct m *m = gmp_sched.allm; m; m = m->alllink) {
+      if (m->ended)
+        continue;
       struct p *p = m->p;
       struct g *cg = m->curg;
       bool blocked = p && atomic_load_explicit(&p->status, memory_order_relaxed) == P_SYSCALL;
@@ -236,7 +238,11 @@ void gmp_stats_print(void)
   sum(&t);
   put("libgmp stats (pid %d):\n", (int)gmp_sys0(SYS_getpid));
   put("  %-28s %12d\n", "Ps (GMP_MAXPROCS)", gmp_nprocs);
-  put("  %-28s %12d\n", "OS threads started (Ms)", gmp_sched.mcount);
+  /* M0 (the main thread's) plus those newm started; ended: idle 5 s */
+  put("  %-28s %12llu\n", "OS threads started (Ms)",
+      1 + (unsigned long long)atomic_load(&gmp_sched.n_mstarted));
+  put("  %-28s %12llu\n", "OS threads ended (idle)",
+      (unsigned long long)atomic_load(&gmp_sched.n_mended));
   put("  %-28s %12llu\n", "threads created (Gs)",
       (unsigned long long)atomic_load(&gmp_sched.goidgen));
   put("  %-28s %12lld\n", "threads alive at exit", (long long)atomic_load(&gmp_sched.ngoroutines));
@@ -281,7 +287,7 @@ void gmp_stats_kv(int64_t since_start_ms)
   sum(&t);
   put("uptime_ms %lld\n", (long long)since_start_ms);
   put("gomaxprocs %d\nidleprocs %d\nthreads %d\ngoroutines %lld\nrunqueue %d\n", gmp_nprocs,
-      atomic_load(&gmp_sched.npidle), gmp_sched.mcount,
+      atomic_load(&gmp_sched.npidle), gmp_sched.mcount - gmp_sched.nmdead,
       (long long)atomic_load(&gmp_sched.ngoroutines), atomic_load(&gmp_sched.runqsize));
   put("created %llu\nexited %llu\nswitches %llu\nsteals %llu\nstolen %llu\nspills %llu\n"
       "handoffs %llu\npreempts %llu\n",
