@@ -1881,7 +1881,7 @@ void gmp_fork_child(void)
     runq_init(&p->runq);
     atomic_store(&p->timerlock.v, 0);
     for (int32_t k = 0; k < p->timers.n; k++)
-      __atomic_store_n(&p->timers.a[k]->p, NULL, __ATOMIC_RELAXED);
+      __atomic_store_n(&p->timers.a[k].t->p, NULL, __ATOMIC_RELAXED);
     p->timers.n = 0;
     atomic_store(&p->timer0, 0);
     if (p == mine)

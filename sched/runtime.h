@@ -105,10 +105,20 @@ struct gtimer {
   uint64_t seq;        /* the G's park_seq when armed (stale-fire check) */
 };
 
+/* Each slot holds its timer's `when` as well: sifting compares slots of
+ * one array instead of chasing a pointer into a G per comparison (10,000
+ * sleepers: 13 levels x 2 cache misses per pop made the pop ~11% of the
+ * sleep storm). 4-ary (Go's timer heap too): half the depth of a binary
+ * one, and the 4 children of a slot share one or two cache lines. */
+struct theap_slot {
+  int64_t when;
+  struct gtimer *t;
+};
 struct timerheap {
-  struct gtimer **a;
+  struct theap_slot *a;
   int32_t n, cap;
 };
+#define TH_ARITY 4
 
 bool th_push(struct timerheap *h, struct gtimer *t); /* false: out of memory */
 struct gtimer *th_min(struct timerheap *h);

@@ -77,17 +77,19 @@ static void check(struct timerheap *h, struct ref *r, struct gtimer *pool, int n
   assert_int_equal(h->n, r->n);
   assert_true(h->n <= h->cap);
   for (int32_t i = 0; i < h->n; i++) {
-    struct gtimer *t = h->a[i];
+    struct gtimer *t = h->a[i].t;
     assert_non_null(t);
     assert_int_equal(t->idx, i);
+    /* the slot's copy of `when` is the timer's */
+    assert_true(h->a[i].when == t->when);
     if (i > 0)
-      assert_true(h->a[(i - 1) / 2]->when <= t->when);
+      assert_true(h->a[(i - 1) / TH_ARITY].when <= t->when);
   }
   for (int i = 0; i < npool; i++) {
     struct gtimer *t = &pool[i];
     if (ref_find(r, t) >= 0) {
       assert_true(t->idx >= 0 && t->idx < h->n);
-      assert_ptr_equal(h->a[t->idx], t);
+      assert_ptr_equal(h->a[t->idx].t, t);
     } else {
       assert_int_equal(t->idx, -1);
     }
@@ -148,7 +150,7 @@ static void test_remove_nonmember(void **state)
   assert_true(th_push(&h, &b));
   th_remove(&h, &stranger);
   assert_int_equal(h.n, 2);
-  assert_ptr_equal(h.a[0], &a);
+  assert_ptr_equal(h.a[0].t, &a);
   stranger.idx = 7; /* out of range */
   th_remove(&h, &stranger);
   assert_int_equal(h.n, 2);
