@@ -388,6 +388,15 @@ static void idle_mask(struct m *m)
  * costs ~100 us. (Go's Ms never end; its programs do not count them.) */
 #define IDLE_M_NS 5000000000LL
 
+/* m has no OS thread (any more): keep its struct for newm (lock held). */
+static void mdead_put(struct m *m)
+{
+  m->ended = true;
+  m->schedlink = gmp_sched.mdead;
+  gmp_sched.mdead = m;
+  gmp_sched.nmdead++;
+}
+
 /* Take m off the idle list if it is still there (lock held). */
 static bool midle_remove(struct m *m)
 {
@@ -416,10 +425,7 @@ static void stopm(struct m *m)
       /* Not on the list any more: startm took it and its wake-up is on
        * the way (wait for it). The last idle M stays. */
       if (gmp_sched.nmidle > 1 && midle_remove(m)) {
-        m->ended = true;
-        m->schedlink = gmp_sched.mdead;
-        gmp_sched.mdead = m;
-        gmp_sched.nmdead++;
+        mdead_put(m);
         gmp_lock_release(&gmp_sched.lock);
         atomic_fetch_add(&gmp_sched.n_mended, 1);
         longjmp(m->end_jb, 1); /* to mstart_thread, on this same stack */
@@ -1760,10 +1766,7 @@ static int newm(struct p *p, bool spinning)
     gmp_printf_err("libgmp: cannot start an OS thread (M%d): %s\n", m->id, strerror(rc));
     /* the struct stays on allm: keep it for the next try */
     gmp_lock_acquire(&gmp_sched.lock);
-    m->ended = true;
-    m->schedlink = gmp_sched.mdead;
-    gmp_sched.mdead = m;
-    gmp_sched.nmdead++;
+    mdead_put(m);
     gmp_lock_release(&gmp_sched.lock);
     atomic_fetch_sub(&gmp_sched.n_mstarted, 1);
     return rc;
