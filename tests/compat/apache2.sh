@@ -124,7 +124,18 @@ run_one() {
     curl -s --max-time 5 -o "$WORK/got.bin" "http://127.0.0.1:$port/file.bin"
     local cmpok=1
     cmp -s "$WORK/got.bin" "$WORK/htdocs/file.bin" || cmpok=0
+    # idle: every worker made, no load (RSS steady for a second, at most 30 s)
+    local idle_rss=0 prev=-1 t2=$SECONDS
+    while [ $((SECONDS - t2)) -lt 30 ]; do
+        idle_rss=$(awk '/^VmRSS:/ {print $2}' /proc/"$CHILD"/status 2>/dev/null)
+        [ "${idle_rss:-0}" = "$prev" ] && break
+        prev=${idle_rss:-0}; sleep 1
+    done
+    local idle_thr
+    idle_thr=$(awk '/^Threads:/ {print $2}' /proc/"$CHILD"/status 2>/dev/null)
     local allok=1 total_rps=0 details=""
+    # kernel stacks: 16 KiB (THREAD_SIZE on x86_64) per OS thread
+    details+="    $kind threads=$threads idle: child RSS $(awk -v k="${idle_rss:-0}" 'BEGIN{printf "%.1f", k/1024}') MiB, $idle_thr OS threads, RSS + kernel stacks $(awk -v k="${idle_rss:-0}" -v t="${idle_thr:-0}" 'BEGIN{printf "%.1f", (k + 16*t)/1024}') MiB"$'\n'
     for conns in $CONNS_LIST; do
         [ "$conns" -gt "$threads" ] && [ "$kind" = native ] && true
         timeout $((DUR + 60)) wrk -t$WRK_THREADS -c"$conns" -d${DUR}s --timeout 10s \
