@@ -55,12 +55,19 @@ static long tid_signal(struct g *g, int sig, const siginfo_t *given)
   return -(long)gmp_signal_thread(g, &info);
 }
 
+/* The G that tid names (the caller's own id: the caller), or NULL. */
+static struct g *g_of_id(struct g *self, long tid)
+{
+  if (tid <= 0 || tid != (int)tid)
+    return NULL;
+  return tid == gmp_g_tid(self) ? self : gmp_g_of_tid((int)tid);
+}
+
 /* nr's tid argument names another G (not the caller): that G, or NULL. */
 static struct g *other_g(struct g *self, long tid)
 {
-  if (tid == 0 || tid == gmp_g_tid(self) || tid != (int)tid)
-    return NULL;
-  return gmp_g_of_tid((int)tid);
+  struct g *g = g_of_id(self, tid);
+  return g == self ? NULL : g;
 }
 
 /* The kernel's view of the call (result >= 0 or -errno), for a G caller. */
@@ -73,14 +80,12 @@ static long tid_call(struct g *self, long nr, long a1, long a2, long a3, long a4
     return gmp_g_tid(self);
   case SYS_tgkill:
   case SYS_rt_tgsigqueueinfo:
-    if (a1 != getpid() || a2 <= 0)
-      break;
     /* the caller's own id is a G too: signal_thread handles "myself" */
-    if ((g = a2 == gmp_g_tid(self) ? self : gmp_g_of_tid((int)a2)))
+    if (a1 == getpid() && (g = g_of_id(self, a2)))
       return tid_signal(g, (int)a3, nr == SYS_tgkill ? NULL : (const siginfo_t *)a4);
     break;
   case SYS_tkill:
-    if (a1 > 0 && (g = a1 == gmp_g_tid(self) ? self : gmp_g_of_tid((int)a1)))
+    if ((g = g_of_id(self, a1)))
       return tid_signal(g, (int)a2, NULL);
     break;
   case SYS_sched_getaffinity:
