@@ -175,6 +175,11 @@ static void globrunqputbatch(struct g *head, struct g *tail, int32_t n)
 
 /* Take a fair share of the global queue: one G to run, and up to half a
  * local queue's worth more into p's ring. */
+/* How far below execute()'s stack pointer a new G's first frame is built
+ * on g0's stack: above it, the switch's own 64-byte frame; below it, room
+ * for a signal frame (xsave state included) while the switch completes. */
+#define BOOT_FRAME_GAP 1024
+
 static struct g *globrunqget(struct p *p, int32_t max)
 {
   int32_t size = LD(gmp_sched.runqsize);
@@ -864,14 +869,6 @@ static struct g *galloc(void)
   }
   struct g *g = (struct g *)(box_cur + box_g_off);
   g->tls_block = box_cur + box_tls_off;
-  if (box_paged) {
-    /* Fault in the box's last page (the only one a G writes) with one
-     * system call: measured cheaper here than taking the page fault
-     * inside _dl_allocate_tls. Before Linux 5.14 it fails (EINVAL) and the
-     * fault happens as usual. */
-    size_t ps = gmp_page_size();
-    gmp_sys3(SYS_madvise, (uintptr_t)(box_cur + box_size - ps), ps, MADV_POPULATE_WRITE);
-  }
   g->tcb = gmp_tls_create(g->tls_block);
   if (!g->tcb) {
     gmp_lock_release(&box_lock);
@@ -1048,7 +1045,12 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   g->park_cancelpt = false;
   atomic_store(&g->joinstate, a->detached ? JOIN_DETACHED : JOIN_JOINABLE);
   gmp_tls_setup(g->tcb, g->tid, g->stack.lo, (size_t)(g->stack.hi - g->stack.lo));
-  gmp_ctx_make(&g->ctx, g->stack.hi, gstart, g, g->tcb);
+  /* No frame on the new stack yet: its first page is faulted in by the
+   * G itself, on whichever P runs it, not here (~2 us a fresh page on a VM,
+   * half the cost of creating a G). execute() makes the frame. */
+  g->ctx.rsp = NULL;
+  g->ctx.fs = g->tcb;
+  gmp_fpctl_get(&g->start_mxcsr, &g->start_fcw);
   atomic_fetch_add(&gmp_sched.ngoroutines, 1);
   PSTAT_ADD(p->st.created, 1);
   if (gmp_tev_on)
@@ -1599,6 +1601,17 @@ static void execute(struct m *m, struct g *g)
   if (g->sigmask_eff != m->cur_mask)
     apply_mask(m, g->sigmask_eff);
   gmp_leave_runtime(p);
+  if (__builtin_expect(!g->ctx.rsp, 0)) {
+    /* A G's first run. Its first frame goes on this g0 stack, well below
+     * the frame the switch is about to push, not in struct g: between the
+     * switch loading rsp and gmp_ctx_entry_boot moving to the G's stack a
+     * signal may be delivered, and its frame must land on free stack. */
+    uintptr_t sp;
+    __asm__ volatile("movq %%rsp, %0" : "=r"(sp));
+    uintptr_t bf = (sp - BOOT_FRAME_GAP) & ~(uintptr_t)15;
+    gmp_ctx_make_boot(&g->ctx, (uint64_t *)bf, g->stack.hi, gstart, g, g->start_mxcsr,
+                      g->start_fcw);
+  }
   gmp_ctx_switch(&m->g0, &g->ctx);
   post_switch(m);
 }

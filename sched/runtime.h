@@ -169,6 +169,12 @@ struct tsd_slot {
 
 struct g {
   struct gmp_ctx ctx;      /* saved rsp + the TCB loaded when resumed */
+  /* A G not yet run has ctx.rsp == NULL: execute() builds its first
+   * frame (gmp_ctx_make_boot) with the floating-point control state its
+   * creator had (POSIX: a new thread inherits it), so that creating a G
+   * does not touch its stack. */
+  uint32_t start_mxcsr;
+  uint16_t start_fcw;
   uint64_t goid;
   _Atomic int status;      /* enum gstatus */
   int waitreason;

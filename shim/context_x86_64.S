@@ -99,4 +99,22 @@ gmp_ctx_entry:
         .cfi_endproc
         .size   gmp_ctx_entry, .-gmp_ctx_entry
 
+/* First code of a context made by gmp_ctx_make_boot: the switch popped
+ * the registers from a frame outside the stack; rbx holds the stack top,
+ * which only now becomes rsp, so the stack's first page is touched by the
+ * context itself when it first runs, not by whoever made it. */
+        .globl  gmp_ctx_entry_boot
+        .hidden gmp_ctx_entry_boot
+        .type   gmp_ctx_entry_boot, @function
+gmp_ctx_entry_boot:
+        .cfi_startproc
+        .cfi_undefined rip
+        movq    %rbx, %rsp
+        movq    %r13, %rdi
+        xorl    %ebp, %ebp
+        callq   *%r12
+        ud2
+        .cfi_endproc
+        .size   gmp_ctx_entry_boot, .-gmp_ctx_entry_boot
+
         .section .note.GNU-stack,"",@progbits

@@ -14,6 +14,7 @@
 void gmp_ctx_switch_wrfs(struct gmp_ctx *from, struct gmp_ctx *to);
 void gmp_ctx_switch_prctl(struct gmp_ctx *from, struct gmp_ctx *to);
 void gmp_ctx_entry(void);
+void gmp_ctx_entry_boot(void);
 
 gmp_ctx_switch_fn gmp_ctx_switch = gmp_ctx_switch_prctl;
 
@@ -51,4 +52,25 @@ void gmp_ctx_make(struct gmp_ctx *c, void *stack_top, void (*fn)(void *),
   *ret = (uint64_t)(uintptr_t)gmp_ctx_entry;
   c->rsp = sp;
   c->fs = tcb;
+}
+
+void gmp_fpctl_get(uint32_t *mxcsr, uint16_t *fcw)
+{
+  __asm__ volatile("stmxcsr %0" : "=m"(*mxcsr));
+  __asm__ volatile("fnstcw %0" : "=m"(*fcw));
+}
+
+void gmp_ctx_make_boot(struct gmp_ctx *c, uint64_t boot[8], void *stack_top,
+                       void (*fn)(void *), void *arg, uint32_t mxcsr, uint16_t fcw)
+{
+  memset(boot, 0, 8 * 8);
+  memcpy((char *)boot, &mxcsr, 4);
+  memcpy((char *)boot + 4, &fcw, 2);
+  boot[1 + 2] = (uint64_t)(uintptr_t)arg; /* r13 */
+  boot[1 + 3] = (uint64_t)(uintptr_t)fn;  /* r12 */
+  /* rbx: the 16-aligned top; gmp_ctx_entry_boot's call then gives fn the
+   * ABI's entry alignment, as gmp_ctx_make's frame does. */
+  boot[1 + 4] = (uint64_t)((uintptr_t)stack_top & ~(uintptr_t)15);
+  boot[7] = (uint64_t)(uintptr_t)gmp_ctx_entry_boot;
+  c->rsp = boot;
 }

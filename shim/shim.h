@@ -99,6 +99,15 @@ void gmp_ctx_switch_init(void);
  * whose highest address is stack_top, with fs = tcb. fn must not return. */
 void gmp_ctx_make(struct gmp_ctx *c, void *stack_top, void (*fn)(void *),
                   void *arg, void *tcb);
+/* Same, with the first switch's frame in boot (8 words on free stack of
+ * the switching context, valid until the switch completes) instead of on
+ * the new stack: making the context writes nothing to its stack, whose
+ * first page is then faulted in by the context itself. mxcsr and fcw are
+ * the floating-point control state it starts with. */
+void gmp_ctx_make_boot(struct gmp_ctx *c, uint64_t boot[8], void *stack_top,
+                       void (*fn)(void *), void *arg, uint32_t mxcsr, uint16_t fcw);
+/* The calling thread's MXCSR and x87 control word. */
+void gmp_fpctl_get(uint32_t *mxcsr, uint16_t *fcw);
 
 /* ---- preemption support (shim/ranges.c, shim/preempt_x86_64.S) ------- */
 
