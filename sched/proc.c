@@ -175,6 +175,13 @@ static void globrunqputbatch(struct g *head, struct g *tail, int32_t n)
 
 /* Take a fair share of the global queue: one G to run, and up to half a
  * local queue's worth more into p's ring. */
+/* Free Gs: a P keeps up to GF_LOCAL_MAX - 1 and moves GF_BATCH at a time
+ * to or from the global list. */
+#define GF_LOCAL_MAX 64
+#define GF_BATCH 32
+/* G ids a P takes from the global counter at a time (Go: 16). */
+#define GOID_BATCH 16
+
 /* How far below execute()'s stack pointer a new G's first frame is built
  * on g0's stack: above it, the switch's own 64-byte frame; below it, room
  * for a signal frame (xsave state included) while the switch completes. */
@@ -894,8 +901,10 @@ static void gfput(struct p *p, struct g *g)
     memset(&g->stack, 0, sizeof g->stack);
   atomic_store(&g->status, G_IDLE);
   if (!p) {
+    g->schedlink = NULL;
+    g->gfn = 1;
     gmp_lock_acquire(&gmp_sched.gflock);
-    g->schedlink = gmp_sched.gfree;
+    g->gfnext = gmp_sched.gfree;
     gmp_sched.gfree = g;
     gmp_sched.ngfree++;
     gmp_lock_release(&gmp_sched.gflock);
@@ -903,16 +912,20 @@ static void gfput(struct p *p, struct g *g)
   }
   g->schedlink = p->gfree;
   p->gfree = g;
-  if (++p->gfreecnt >= 64) {
+  if (++p->gfreecnt >= GF_LOCAL_MAX) {
+    /* Spill a batch of the least recently freed half: walking the local
+     * list touches Gs this P freed, warm in its cache. */
+    struct g *keep = p->gfree, *last = keep;
+    for (int i = 1; i < GF_LOCAL_MAX - GF_BATCH; i++)
+      last = last->schedlink;
+    struct g *batch = last->schedlink;
+    last->schedlink = NULL;
+    p->gfreecnt -= GF_BATCH;
+    batch->gfn = GF_BATCH;
     gmp_lock_acquire(&gmp_sched.gflock);
-    while (p->gfreecnt >= 32) {
-      struct g *x = p->gfree;
-      p->gfree = x->schedlink;
-      p->gfreecnt--;
-      x->schedlink = gmp_sched.gfree;
-      gmp_sched.gfree = x;
-      gmp_sched.ngfree++;
-    }
+    batch->gfnext = gmp_sched.gfree;
+    gmp_sched.gfree = batch;
+    gmp_sched.ngfree += GF_BATCH;
     gmp_lock_release(&gmp_sched.gflock);
   }
 }
@@ -921,13 +934,12 @@ static struct g *gfget(struct p *p)
 {
   if (!p->gfree && gmp_sched.gfree) {
     gmp_lock_acquire(&gmp_sched.gflock);
-    while (p->gfreecnt < 32 && gmp_sched.gfree) {
-      struct g *x = gmp_sched.gfree;
-      gmp_sched.gfree = x->schedlink;
-      gmp_sched.ngfree--;
-      x->schedlink = p->gfree;
-      p->gfree = x;
-      p->gfreecnt++;
+    struct g *b = gmp_sched.gfree;
+    if (b) {
+      gmp_sched.gfree = b->gfnext;
+      gmp_sched.ngfree -= b->gfn;
+      p->gfree = b;
+      p->gfreecnt = b->gfn;
     }
     gmp_lock_release(&gmp_sched.gflock);
   }
@@ -1018,9 +1030,14 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
     }
   }
 
-  g->goid = atomic_fetch_add(&gmp_sched.goidgen, 1) + 1;
-  g->tid = GMP_TID_BASE +
-           (int)((uint32_t)atomic_fetch_add(&gmp_sched.tidgen, 1) % (GMP_TID_END - GMP_TID_BASE));
+  if (p->goidcache == p->goidcacheend) {
+    p->goidcache = atomic_fetch_add(&gmp_sched.goidgen, GOID_BATCH) + 1;
+    p->goidcacheend = p->goidcache + GOID_BATCH;
+  }
+  g->goid = p->goidcache++;
+  /* Unique among live Gs as long as fewer than GMP_TID_END - GMP_TID_BASE
+   * (~10^9) ids have been handed out since the oldest live G's. */
+  g->tid = GMP_TID_BASE + (int)((g->goid - 2) % (uint64_t)(GMP_TID_END - GMP_TID_BASE));
   g->fn = fn;
   g->arg = arg;
   g->retval = NULL;

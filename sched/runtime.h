@@ -180,6 +180,10 @@ struct g {
   int waitreason;
   struct m *m;             /* the M running it, when G_RUNNING */
   struct g *schedlink;     /* run queue / free list link */
+  /* On the global free list, the first G of each batch links the next
+   * batch and says how many Gs its own schedlink chain holds. */
+  struct g *gfnext;
+  int32_t gfn;
   void *tcb;               /* its thread pointer == its pthread_t */
   void *tls_block;         /* memory holding the TCB (NULL for main) */
   int tid;                 /* unique fake tid (glibc mutex owner id) */
@@ -373,6 +377,10 @@ struct p {
 
   struct g *gfree;         /* local free Gs (with their TCBs and stacks) */
   int gfreecnt;
+  /* G ids handed out by this P, taken from gmp_sched.goidgen 16 at a
+   * time (Go's goidcache) so creating a G does not write a line that
+   * every P writes. [goidcache, goidcacheend) are still unused. */
+  uint64_t goidcache, goidcacheend;
 
   struct pstats st;
 } __attribute__((aligned(64)));
@@ -401,7 +409,10 @@ struct sched {
   struct m *allm;
   _Atomic int32_t nmspinning;
 
-  gmp_lock gflock;         /* global free G list */
+  /* Global free G list: a stack of batches (see struct g's gfnext), so
+   * a P refills its local list by taking one batch, without walking a
+   * chain of Gs that are cold in every cache. */
+  gmp_lock gflock;
   struct g *gfree;
   int32_t ngfree;
 
@@ -423,8 +434,7 @@ struct sched {
   _Atomic int64_t ngoroutines; /* live Gs, main included */
   _Atomic uint64_t n_handoff;  /* Ps retaken from Ms in system calls */
   _Atomic uint64_t n_handoff_user; /* of which from Ms blocked outside any wrapper */
-  _Atomic uint64_t goidgen;
-  _Atomic int32_t tidgen;
+  _Atomic uint64_t goidgen; /* last G id handed out to a P's goidcache */
 };
 
 extern struct sched gmp_sched;

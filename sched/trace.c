@@ -243,8 +243,8 @@ void gmp_stats_print(void)
       1 + (unsigned long long)atomic_load(&gmp_sched.n_mstarted));
   put("  %-28s %12llu\n", "OS threads ended (idle)",
       (unsigned long long)atomic_load(&gmp_sched.n_mended));
-  put("  %-28s %12llu\n", "threads created (Gs)",
-      (unsigned long long)atomic_load(&gmp_sched.goidgen));
+  /* the main thread, and those pthread_create made */
+  put("  %-28s %12llu\n", "threads created (Gs)", 1 + (unsigned long long)t.created);
   put("  %-28s %12lld\n", "threads alive at exit", (long long)atomic_load(&gmp_sched.ngoroutines));
   put("  %-28s %12llu\n", "context switches", (unsigned long long)t.switches);
   put("  %-28s %12llu\n", "steals", (unsigned long long)t.steals);

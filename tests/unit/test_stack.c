@@ -177,6 +177,28 @@ static void test_guard_regions(void **state)
   assert_int_equal(touch_in_child(c.lo - 1, true), SIGSEGV);
   gmp_stack_free(&a);
   gmp_stack_free(&c);
+
+  /* Past one slab (64 stacks a mapping, their guards installed together
+   * where the kernel allows): every stack of both slabs has its guard. */
+  enum { NS = 70 };
+  struct gmp_stack v[NS];
+  for (int i = 0; i < NS; i++)
+    assert_int_equal(gmp_stack_alloc(&v[i], 32 * 1024, ps), 0);
+  for (int i = 0; i < NS; i++) {
+    assert_true(v[i].region);
+    assert_int_equal(touch_in_child(v[i].lo - 1, true), SIGSEGV);
+    assert_int_equal(touch_in_child(v[i].lo, true), 0);
+  }
+  /* Same slot size, bigger guard: its own slab, the whole guard faults. */
+  struct gmp_stack w;
+  assert_int_equal(gmp_stack_alloc(&w, 32 * 1024 - ps, 2 * ps), 0);
+  assert_int_equal(w.guard, 2 * ps);
+  assert_int_equal(touch_in_child(w.map, true), SIGSEGV);
+  assert_int_equal(touch_in_child(w.lo - 1, true), SIGSEGV);
+  assert_int_equal(touch_in_child(w.lo, true), 0);
+  gmp_stack_free(&w);
+  for (int i = 0; i < NS; i++)
+    gmp_stack_free(&v[i]);
   gmp_stack_init(1000);
 }
 
