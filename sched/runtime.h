@@ -292,6 +292,11 @@ struct m {
   struct g *g0g;           /* its g0, kept for a reuse */
   /* A request from the G that just switched to g0 (Go's mcall). */
   int req;
+  /* Direct switch (mcall_held): the G that switched straight to curg
+   * without going through g0, whose request curg completes when it
+   * resumes; and a G taken from the run queue for g0 to run next. */
+  struct g *prevg;
+  struct g *nextg;
   bool (*unlockf)(struct g *, void *);
   void *unlockarg;
   uint64_t rand;
