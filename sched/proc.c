@@ -186,6 +186,10 @@ static void globrunqputbatch(struct g *head, struct g *tail, int32_t n)
  * on g0's stack: above it, the switch's own 64-byte frame; below it, room
  * for a signal frame (xsave state included) while the switch completes. */
 #define BOOT_FRAME_GAP 1024
+/* Stack a G must have left below its stack pointer to build a new G's
+ * first frame there (a direct switch): the gap, the frame, and a signal
+ * frame with the largest xsave area (AVX-512: ~2.7 KiB) to spare. */
+#define BOOT_FRAME_ROOM (8 * 1024)
 
 static struct g *globrunqget(struct p *p, int32_t max)
 {
@@ -981,9 +985,12 @@ void gmp_for_each_tcb(void (*fn)(void *tcb, void *ctx), void *ctx)
 
 /* ---- G start and exit ------------------------------------------------------ */
 
+static void resumed(struct g *g);
+
 static void gstart(void *arg)
 {
   struct g *g = arg;
+  resumed(g); /* switched to directly: finish the switcher's park */
   gmp_tls_enter();
   gmp_sig_check(g);
   void *ret = g->fn(g->arg);
@@ -1164,16 +1171,28 @@ static void mcall_held(struct g *g, int req)
       /* Not if its signal mask must be applied: a signal it unblocks
        * is delivered on the way out of rt_sigprocmask, and must find this
        * OS thread between two threads (on g0), not still in this one. */
-      if (__builtin_expect(next->ctx.rsp != NULL && next->sigmask_eff == m->cur_mask, 1)) {
+      uintptr_t sp;
+      __asm__ volatile("movq %%rsp, %0" : "=r"(sp));
+      bool fresh = !next->ctx.rsp;
+      /* A G that never ran starts from a frame built below this G's
+       * stack pointer (as execute() does on g0's), if there is room
+       * there for it and a signal frame: this G's stack stays ours until
+       * the new G has finished our park. */
+      if (next->sigmask_eff == m->cur_mask &&
+          (!fresh || g->is_main || sp - (uintptr_t)g->stack.lo > BOOT_FRAME_ROOM)) {
         /* Straight to the next G: its first act when it resumes is to
-         * finish our park (resumed_direct), as g0 would have. */
+         * finish our park (resumed, or gstart for a new G), as g0 would
+         * have. */
         m->prevg = g;
         exec_prepare(m, m->p, next);
+        if (fresh)
+          gmp_ctx_make_boot(&next->ctx, (uint64_t *)((sp - BOOT_FRAME_GAP) & ~(uintptr_t)15),
+                            next->stack.hi, gstart, next, next->start_mxcsr, next->start_fcw);
         gmp_ctx_switch(&g->ctx, &next->ctx);
         resumed(g);
         return;
       }
-      /* Or never run: its first frame is built on g0's stack (execute). */
+      /* Else through g0 (execute() builds a new G's frame there). */
       m->nextg = next;
     }
   }
