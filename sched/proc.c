@@ -1128,14 +1128,14 @@ struct p *gmp_enter_runtime(struct g *g)
  * then leaves the runtime as execute() would have. What findrunnable
  * would have done first (run due timers, take from the global queue on
  * the 61st tick or for a G back from a system call) sends the park
- * through g0 instead; so does tracing, whose spans g0 records. */
+ * through g0 instead. */
 static void finish_switch_out(struct m *m, struct g *g);
 static void exec_prepare(struct m *m, struct p *p, struct g *g);
 
 static struct g *direct_next(struct m *m)
 {
   struct p *p = m->p;
-  if (gmp_tev_on || m->nextg)
+  if (m->nextg)
     return NULL;
   int64_t t0 = LD(p->timer0);
   if (t0 && t0 <= gmp_nanotime())
@@ -1184,6 +1184,13 @@ static void mcall_held(struct g *g, int req)
          * finish our park (resumed, or gstart for a new G), as g0 would
          * have. */
         m->prevg = g;
+        if (gmp_tev_on && g->run_since) {
+          /* Our run span ends now, and the next G's begins at its end
+           * (finish_switch_out sees run_since 0 and records nothing). */
+          m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, g->waitreason, g->goid, g->run_since);
+          g->run_since = 0;
+          m->tev_quick = true;
+        }
         exec_prepare(m, m->p, next);
         if (fresh)
           gmp_ctx_make_boot(&next->ctx, (uint64_t *)((sp - BOOT_FRAME_GAP) & ~(uintptr_t)15),
