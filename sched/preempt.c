@@ -238,6 +238,7 @@ bool gmp_preempt_enabled(void) { return preempt_on; }
  * work waits, and its M is on CPU: ask it to yield. */
 void gmp_preempt_request(struct p *p, struct m *m, uint64_t tick)
 {
+  atomic_store_explicit(&p->slice_end, 1, memory_order_relaxed);
   if (!preempt_on || atomic_load(&m->in_preempt))
     return;
   m->preempt_tick = tick;

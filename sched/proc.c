@@ -677,6 +677,19 @@ top:;
       run_all_timers(now);
     all_timers = false;
   }
+  if (__builtin_expect(LD(p->slice_end), 0)) {
+    /* The slice is over (sysmon): whoever readied the G in runnext does
+     * not pass the slice on to it. It goes where a preempted G goes, to
+     * the back of the global queue (Go's gopreempt_m), behind every G
+     * already waiting there. */
+    atomic_store_explicit(&p->slice_end, 0, memory_order_relaxed);
+    struct g *nx = runq_put_next(&p->runq, NULL);
+    if (nx) {
+      gmp_lock_acquire(&gmp_sched.lock);
+      globrunqput(nx);
+      gmp_lock_release(&gmp_sched.lock);
+    }
+  }
   /* Threads back from the kernel first (nurgent), but on every other
    * tick at most: a stream of them must not starve the local queue. */
   if ((p->schedtick % 61 == 0 || ((p->schedtick & 1) && LD(gmp_sched.nurgent) > 0)) &&
@@ -687,7 +700,7 @@ top:;
     if (g)
       goto found;
   }
-  if ((g = runq_get(&p->runq, NULL))) {
+  if ((g = runq_get(&p->runq, &m->inherit))) {
     m->tev_quick = true;
     goto found;
   }
@@ -1135,7 +1148,7 @@ static void exec_prepare(struct m *m, struct p *p, struct g *g);
 static struct g *direct_next(struct m *m)
 {
   struct p *p = m->p;
-  if (m->nextg)
+  if (m->nextg || LD(p->slice_end))
     return NULL;
   int64_t t0 = LD(p->timer0);
   if (t0 && t0 <= gmp_nanotime())
@@ -1143,7 +1156,7 @@ static struct g *direct_next(struct m *m)
   if ((p->schedtick % 61 == 0 || ((p->schedtick & 1) && LD(gmp_sched.nurgent) > 0)) &&
       LD(gmp_sched.runqsize) > 0)
     return NULL;
-  return runq_get(&p->runq, NULL);
+  return runq_get(&p->runq, &m->inherit);
 }
 
 /* A G back on an M after a switch out of mcall_held or gmp_enter_runtime:
@@ -1630,6 +1643,9 @@ static void finish_switch_out(struct m *m, struct g *g)
   case MREQ_YIELD:
     mark_runnable(g);
     if (preempted) {
+      /* The slice ended as sysmon asked: what is in runnext (a timer's
+       * sleeper, say) is not part of it and keeps its place. */
+      atomic_store_explicit(&m->p->slice_end, 0, memory_order_relaxed);
       /* A preempted G goes behind everything already waiting, the global
        * queue included (Go's gopreempt_m): on the local queue it would
        * take turns with the other hogs there, and a thread waiting on
@@ -1692,7 +1708,17 @@ void gmp_sigmask_set(uint64_t mask)
  * the runtime and switching to it. */
 static void exec_prepare(struct m *m, struct p *p, struct g *g)
 {
-  p->schedtick++;
+  /* A G taken from runnext inherits the time slice of the G that readied
+   * it (Go's inheritTime): schedtick stays, so a pair that keeps readying
+   * each other through runnext is one slice for sysmon, preempted after
+   * 10 ms like a single G, and cannot starve the rest of the queue. */
+  if (!m->inherit) {
+    p->schedtick++;
+    /* a new slice: a request to end the last one is moot */
+    if (__builtin_expect(LD(p->slice_end), 0))
+      atomic_store_explicit(&p->slice_end, 0, memory_order_relaxed);
+  }
+  m->inherit = false;
   PSTAT_ADD(p->st.switches, 1);
   if (g->runnable_since) {
     int64_t d = gmp_nanotime() - g->runnable_since;

@@ -297,6 +297,8 @@ struct m {
    * resumes; and a G taken from the run queue for g0 to run next. */
   struct g *prevg;
   struct g *nextg;
+  /* The G about to run came from runnext: it inherits the time slice. */
+  bool inherit;
   bool (*unlockf)(struct g *, void *);
   void *unlockarg;
   uint64_t rand;
@@ -382,6 +384,13 @@ struct p {
 
   struct g *gfree;         /* local free Gs (with their TCBs and stacks) */
   int gfreecnt;
+  /* Set by sysmon when the P has run one slice (schedtick unchanged) for
+   * 10 ms while work waited: its next scheduling decision starts a new
+   * slice, the G in runnext going behind the queue (findrunnable). The
+   * preemption signal alone cannot end a slice that a pair of Gs passes
+   * back and forth through runnext inside the runtime, where no signal
+   * switches a G. */
+  _Atomic int slice_end;
   /* G ids handed out by this P, taken from gmp_sched.goidgen 16 at a
    * time (Go's goidcache) so creating a G does not write a line that
    * every P writes. [goidcache, goidcacheend) are still unused. */
