@@ -286,6 +286,16 @@ int gmp_requeue(const void *from, const void *to, int nwake, int nmove,
   return r;
 }
 
+struct g *gmp_unpark_take(const void *addr)
+{
+  struct pl_bucket *b = pl_bucket_of(addr);
+  struct g *list = NULL, **tail = &list;
+  gmp_spin_lock(&b->lock);
+  int n = take(b, addr, 1, &tail);
+  gmp_spin_unlock(&b->lock);
+  return n ? list : NULL;
+}
+
 int gmp_unpark_n(const void *addr, int max)
 {
   struct pl_bucket *b = pl_bucket_of(addr);

@@ -510,7 +510,7 @@ void gmp_ready(struct g *g)
   struct g *cur = gmp_curg_raw();
   if (!cur) {
     gmp_ready_p(NULL, g);
-  } else if (cur->is_g0) {
+  } else if (cur->is_g0 || cur->m->finishing) {
     gmp_ready_p(cur->m->p, g);
   } else {
     struct p *p = gmp_enter_runtime(cur);
@@ -1167,7 +1167,13 @@ static void resumed(struct g *g)
   struct g *prev = m->prevg;
   if (prev) {
     m->prevg = NULL;
+    /* What runs here is g0's work, done with the P held (P_RUNNING):
+     * gmp_ready, called by it (a joiner woken by gdestroy, an unlock
+     * function waking a waiter), must use that P, not enter the
+     * runtime again as a G would. */
+    m->finishing = true;
     finish_switch_out(m, prev);
+    m->finishing = false;
     gmp_leave_runtime(m->p);
   }
 }
@@ -1178,8 +1184,22 @@ static void mcall_held(struct g *g, int req)
 {
   struct m *m = g->m;
   m->req = req;
-  if (req == MREQ_PARK) {
-    struct g *next = direct_next(m);
+  if (req == MREQ_PARK || (req == MREQ_EXIT && !g->is_main)) {
+    struct g *next = NULL;
+    /* An exiting G's joiner, if one waits, is the G to run next: it is
+     * claimed here (no one else can ready it) and finishes our exit
+     * (gdestroy, which marks us exited) before its join looks again.
+     * Readying it from here instead would let it free our stack while
+     * we still run on it. */
+    if (req == MREQ_EXIT && !m->nextg &&
+        atomic_load_explicit(&g->joinstate, memory_order_relaxed) == JOIN_JOINABLE &&
+        (next = gmp_unpark_take(&g->joinstate)) != NULL) {
+      mark_runnable(next);
+      if (gmp_tev_on)
+        gmp_tev_unpark(m, m->p->id, next->goid);
+    }
+    if (!next)
+      next = direct_next(m);
     if (next) {
       /* Not if its signal mask must be applied: a signal it unblocks
        * is delivered on the way out of rt_sigprocmask, and must find this
@@ -1200,7 +1220,9 @@ static void mcall_held(struct g *g, int req)
         if (gmp_tev_on && g->run_since) {
           /* Our run span ends now, and the next G's begins at its end
            * (finish_switch_out sees run_since 0 and records nothing). */
-          m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, g->waitreason, g->goid, g->run_since);
+          m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p,
+                                     req == MREQ_PARK ? g->waitreason : TEV_END_EXIT, g->goid,
+                                     g->run_since);
           g->run_since = 0;
           m->tev_quick = true;
         }

@@ -299,6 +299,8 @@ struct m {
   struct g *nextg;
   /* The G about to run came from runnext: it inherits the time slice. */
   bool inherit;
+  /* curg is finishing prevg's request (resumed), with the P held. */
+  bool finishing;
   bool (*unlockf)(struct g *, void *);
   void *unlockarg;
   uint64_t rand;

@@ -245,6 +245,9 @@ int gmp_unpark_one(const void *addr);
 int gmp_unpark_all(const void *addr);
 /* Wake up to max Gs parked on addr, oldest first. Returns how many. */
 int gmp_unpark_n(const void *addr, int max);
+/* Dequeue and claim the first G parked on addr, without readying it: the
+ * caller runs it (or readies it). NULL if none. */
+struct g *gmp_unpark_take(const void *addr);
 /* With both queues locked and validate(arg) true (or validate NULL): wake
  * up to nwake Gs parked on from, and move up to nmove more to wait on to
  * instead (futex requeue). Returns woken + moved, or -1 if validate
