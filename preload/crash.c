@@ -97,6 +97,10 @@ static void report(int sig, siginfo_t *si, void *uc)
                      (size_t)((char *)gi.stack_hi - (char *)gi.stack_lo));
     backtrace_of(uc);
   }
+  /* The trace up to the crash is worth having: best effort, from a
+   * handler (tev_finish turns tracing off first, so a fault inside it
+   * comes back here and goes on to the default action). */
+  gmp_tev_finish();
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;

@@ -248,6 +248,11 @@ int gmp_unpark_n(const void *addr, int max);
 /* Dequeue and claim the first G parked on addr, without readying it: the
  * caller runs it (or readies it). NULL if none. */
 struct g *gmp_unpark_take(const void *addr);
+
+/* Complete the GMP_TRACE file now (normally done by an atexit handler):
+ * for _exit and fatal signals. Nothing unless tracing, in the process
+ * that opened the trace. */
+void gmp_tev_finish(void);
 /* With both queues locked and validate(arg) true (or validate NULL): wake
  * up to nwake Gs parked on from, and move up to nmove more to wait on to
  * instead (futex requeue). Returns woken + moved, or -1 if validate

@@ -336,6 +336,13 @@ static int format(char *out, size_t len, const struct tev *e, int mid, double ns
   }
 }
 
+static void tev_finish(void);
+
+void gmp_tev_finish(void)
+{
+  tev_finish();
+}
+
 static void tev_finish(void)
 {
   if (!gmp_tev_on || gmp_sys0(SYS_getpid) != tev_pid)

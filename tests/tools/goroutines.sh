@@ -152,6 +152,33 @@ ev=json.load(open('$tmp/trace.json'))['traceEvents']
 runs=[e for e in ev if e.get('cat')=='run']
 sys.exit(0 if {0,1} <= {e['tid'] for e in runs} and len(runs) >= 1109 else 1)\""
 
+# A process that ends in _exit, or dies of a fault, still leaves a
+# complete trace (normally written by an atexit handler).
+cat > "$tmp/abrupt.c" <<'C'
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static void *f(void *a) { usleep(1000); return a; }
+int main(int argc, char **argv) {
+  pthread_t t[8];
+  for (int i = 0; i < 8; i++) pthread_create(&t[i], 0, f, 0);
+  for (int i = 0; i < 8; i++) pthread_join(t[i], 0);
+  if (argc > 1 && strcmp(argv[1], "segv") == 0)
+    *(volatile int *)8 = 1;
+  _exit(3);
+}
+C
+cc -O2 -pthread "$tmp/abrupt.c" -o "$tmp/abrupt" || exit 1
+GMP_TRACE=$tmp/t_exit.json LD_PRELOAD=$lib "$tmp/abrupt" > /dev/null 2>&1; xrc=$?
+python3 "$src/tools/gmp-tracecheck" --require create,unpark "$tmp/t_exit.json" > "$tmp/tc2" 2>&1; rc=$?
+check "GMP_TRACE after _exit(3): exit status kept ($xrc), trace valid (rc $rc)" "[ $xrc -eq 3 ] && [ $rc -eq 0 ]"
+# (through an inner shell, which reports the crash to /dev/null, not here)
+bash -c 'GMP_TRACE="$2" LD_PRELOAD="$3" "$1" segv; exit $?' _ "$tmp/abrupt" \
+  "$tmp/t_segv.json" "$lib" > /dev/null 2>&1; xrc=$?
+python3 "$src/tools/gmp-tracecheck" --require create "$tmp/t_segv.json" > "$tmp/tc3" 2>&1; rc=$?
+check "GMP_TRACE after SIGSEGV: still dies of it ($xrc), trace valid (rc $rc)" "[ $xrc -eq 139 ] && [ $rc -eq 0 ]"
+
 # A quiescent point: 1 P, preemption off, main spins with 5 threads queued.
 cat > "$tmp/queued.c" <<'C'
 #include <pthread.h>
