@@ -1159,6 +1159,16 @@ static struct g *direct_next(struct m *m)
   return runq_get(&p->runq, &m->inherit);
 }
 
+/* Would g0 find nothing to run but the yielding G itself? */
+static bool yield_noop(struct m *m)
+{
+  struct p *p = m->p;
+  if (m->nextg || LD(p->slice_end) || LD(gmp_sched.runqsize) || !runq_empty(&p->runq))
+    return false;
+  int64_t t0 = LD(p->timer0);
+  return !t0 || t0 > gmp_nanotime();
+}
+
 /* A G back on an M after a switch out of mcall_held or gmp_enter_runtime:
  * if it was switched to directly, finish the switcher's request. */
 static void resumed(struct g *g)
@@ -1184,7 +1194,8 @@ static void mcall_held(struct g *g, int req)
 {
   struct m *m = g->m;
   m->req = req;
-  if (req == MREQ_PARK || (req == MREQ_EXIT && !g->is_main)) {
+  bool yield = req == MREQ_YIELD && !g->preempted;
+  if (req == MREQ_PARK || yield || (req == MREQ_EXIT && !g->is_main)) {
     struct g *next = NULL;
     /* An exiting G's joiner, if one waits, is the G to run next: it is
      * claimed here (no one else can ready it) and finishes our exit
@@ -1200,6 +1211,14 @@ static void mcall_held(struct g *g, int req)
     }
     if (!next)
       next = direct_next(m);
+    if (!next && yield && yield_noop(m)) {
+      /* A yield with nothing else to run (nothing queued here or
+       * globally, no timer due here): go on, as sched_yield does
+       * natively. */
+      m->req = MREQ_NONE;
+      gmp_leave_runtime(m->p);
+      return;
+    }
     if (next) {
       /* Not if its signal mask must be applied: a signal it unblocks
        * is delivered on the way out of rt_sigprocmask, and must find this
@@ -1220,9 +1239,10 @@ static void mcall_held(struct g *g, int req)
         if (gmp_tev_on && g->run_since) {
           /* Our run span ends now, and the next G's begins at its end
            * (finish_switch_out sees run_since 0 and records nothing). */
-          m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p,
-                                     req == MREQ_PARK ? g->waitreason : TEV_END_EXIT, g->goid,
-                                     g->run_since);
+          int end = req == MREQ_PARK ? g->waitreason
+                    : req == MREQ_EXIT ? TEV_END_EXIT
+                                       : TEV_END_YIELD;
+          m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, end, g->goid, g->run_since);
           g->run_since = 0;
           m->tev_quick = true;
         }
