@@ -159,10 +159,10 @@ static inline uint64_t *gmp_tev_delta(struct m *m, uint64_t *w, int64_t ts, uint
 /* A complete event (TEV_RUN on P track tid, or TEV_SYSCALL on the M's
  * track) from start to now. Returns now, read once: the caller's next run
  * starts there. */
-static inline int64_t gmp_tev_span(struct m *m, int type, int tid, int end, uint64_t goid,
-                                   int64_t start)
+/* A span [start, now): returns now. */
+static inline int64_t gmp_tev_span_at(struct m *m, int type, int tid, int end, uint64_t goid,
+                                      int64_t start, int64_t now)
 {
-  int64_t now = gmp_tev_now();
   uint64_t *w = gmp_tev_room(m), d;
   if (!w)
     return now;
@@ -177,6 +177,12 @@ static inline int64_t gmp_tev_span(struct m *m, int type, int tid, int end, uint
   w[1] = d | dur << 32;
   m->tev_pos = w + 2;
   return now;
+}
+/* A span [start, the current time). */
+static inline int64_t gmp_tev_span(struct m *m, int type, int tid, int end, uint64_t goid,
+                                   int64_t start)
+{
+  return gmp_tev_span_at(m, type, tid, end, goid, start, gmp_tev_now());
 }
 /* An instant (TEV_CREATE, TEV_STEAL, TEV_UNPARK) at ts (0: now). */
 void gmp_tev_instant(struct m *m, int type, int tid, uint64_t goid, int64_t ts, int a);

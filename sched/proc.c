@@ -665,7 +665,9 @@ static struct g *findrunnable(struct m *m)
 {
   bool all_timers = false;
   struct g *g;
+  int pass = 0;
 top:;
+  pass++;
   struct p *p = m->p;
   int64_t now = 0;
   int64_t t0 = LD(p->timer0);
@@ -701,7 +703,9 @@ top:;
       goto found;
   }
   if ((g = runq_get(&p->runq, &m->inherit))) {
-    m->tev_quick = true;
+    /* The next slice starts where this M's last one on this P ended
+     * (no clock read) only if the M has held the P ever since. */
+    m->tev_quick = pass == 1 && m->tev_last_p == p->id;
     goto found;
   }
   if (LD(gmp_sched.runqsize) > 0) {
@@ -1102,6 +1106,40 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
 
 static void resumed(struct g *g);
 
+/* GMP_TRACE: g's M lost its P to sysmon while blocked (m->p_lost_tev),
+ * and now runs again, on p (NULL: none yet). Its run slice on the old P
+ * ended when the P was taken; a new one starts now on p. The M may even
+ * have taken the same P back (a P in P_USER or P_SYSCALL can be claimed
+ * by whoever holds it in m->p), meanwhile used by another M. */
+static void tev_p_lost(struct m *m, struct g *g, struct p *p)
+{
+  int64_t lost = atomic_exchange(&m->p_lost_tev, 0);
+  if (!lost && p)
+    return;
+  m->tev_last_p = -1;
+  if (g->run_since) {
+    int64_t now = gmp_tev_now();
+    gmp_tev_span_at(m, TEV_RUN, g->run_p, TEV_END_SYSCALL, g->goid, g->run_since,
+                    lost && lost > g->run_since && lost < now ? lost : now);
+    g->run_since = p ? now : 0;
+    if (p)
+      g->run_p = p->id;
+  }
+}
+
+/* GMP_TRACE: m has just claimed p (CAS from P_USER or P_SYSCALL). If
+ * another M was using it (sysmon had handed it on while m was blocked),
+ * that M's run slice on p ends now; and if m itself had lost p, its own
+ * slice restarts. */
+static void tev_p_claimed(struct m *m, struct g *g, struct p *p)
+{
+  struct m *other = p->m;
+  if (other && other != m)
+    atomic_store(&other->p_lost_tev, gmp_tev_now());
+  if (atomic_load_explicit(&m->p_lost_tev, memory_order_relaxed))
+    tev_p_lost(m, g, p);
+}
+
 struct p *gmp_enter_runtime(struct g *g)
 {
   for (;;) {
@@ -1111,16 +1149,24 @@ struct p *gmp_enter_runtime(struct g *g)
     if (p && atomic_compare_exchange_strong_explicit(&p->status, &s, P_RUNNING,
                                                      memory_order_acquire,
                                                      memory_order_relaxed)) {
+      if (__builtin_expect(gmp_tev_on, 0))
+        tev_p_claimed(m, g, p);
       p->m = m;
       return p;
     }
     /* sysmon gave our P away while this M was blocked in the kernel. */
     m->p = NULL;
+    if (gmp_tev_on)
+      tev_p_lost(m, g, NULL);
     gmp_lock_acquire(&gmp_sched.lock);
     p = pidleget();
     gmp_lock_release(&gmp_sched.lock);
     if (p) {
       acquirep(m, p);
+      if (gmp_tev_on && !g->run_since) {
+        g->run_since = gmp_tev_now(); /* a new slice, on this P */
+        g->run_p = p->id;
+      }
       return p;
     }
     /* No P anywhere: queue the G and let g0 park the M. The G resumes
@@ -1243,6 +1289,7 @@ static void mcall_held(struct g *g, int req)
                     : req == MREQ_EXIT ? TEV_END_EXIT
                                        : TEV_END_YIELD;
           m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, end, g->goid, g->run_since);
+          m->tev_last_p = g->run_p;
           g->run_since = 0;
           m->tev_quick = true;
         }
@@ -1396,6 +1443,8 @@ void gmp_exitsyscall(void)
   if (atomic_compare_exchange_strong_explicit(&p->status, &s, P_USER,
                                               memory_order_acquire,
                                               memory_order_relaxed)) {
+    if (__builtin_expect(gmp_tev_on, 0))
+      tev_p_claimed(m, g, p);
     p->m = m;
     /* Leaving a system call with the P kept is a safe point: a G that
      * makes short calls in a loop spends its time where the preemption
@@ -1529,8 +1578,14 @@ static int retake(struct sysmon_p *pd, int64_t now, bool *contended)
         }
         continue;
       }
+      int64_t lt = gmp_tev_on ? gmp_tev_now() : 0;
+      if (lt)
+        atomic_store(&pm->p_lost_tev, lt);
       int s = P_USER;
-      if (atomic_compare_exchange_strong(&p->status, &s, P_IDLE)) {
+      if (!atomic_compare_exchange_strong(&p->status, &s, P_IDLE)) {
+        if (lt)
+          atomic_compare_exchange_strong(&pm->p_lost_tev, &lt, 0);
+      } else {
         atomic_fetch_add(&gmp_sched.n_handoff, 1);
         atomic_fetch_add(&gmp_sched.n_handoff_user, 1);
         pd[i].schedtick = ~(uint64_t)0;
@@ -1561,8 +1616,14 @@ static int retake(struct sysmon_p *pd, int64_t now, bool *contended)
         LD(gmp_sched.nmspinning) + LD(gmp_sched.npidle) > 0 &&
         pd[i].syscallwhen + 10000000 > now)
       continue;
+    int64_t lt = gmp_tev_on && sm ? gmp_tev_now() : 0;
+    if (lt)
+      atomic_store(&sm->p_lost_tev, lt);
     int s = P_SYSCALL;
-    if (atomic_compare_exchange_strong(&p->status, &s, P_IDLE)) {
+    if (!atomic_compare_exchange_strong(&p->status, &s, P_IDLE)) {
+      if (lt)
+        atomic_compare_exchange_strong(&sm->p_lost_tev, &lt, 0);
+    } else {
       atomic_fetch_add(&gmp_sched.n_handoff, 1);
       handoffp(p);
       n++;
@@ -1668,7 +1729,10 @@ static void finish_switch_out(struct m *m, struct g *g)
               : req == MREQ_EXIT  ? TEV_END_EXIT
                                   : TEV_END_SYSCALL;
     m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, end, g->goid, g->run_since);
+    m->tev_last_p = g->run_p;
     g->run_since = 0;
+  } else {
+    m->tev_last_p = -1; /* no slice ended here: the next one reads the clock */
   }
   bool preempted = g->preempted;
   g->preempted = false;

@@ -323,6 +323,11 @@ struct m {
    * two runs is counted in the next one). */
   int64_t tev_last;
   bool tev_quick;
+  int tev_last_p;   /* the P whose run slice ended at tev_last */
+  /* GMP_TRACE: when sysmon handed this M's P to another M while the M
+   * was blocked (tev clock; 0: not since the M last looked). The M's run
+   * slice on that P ended then, not when the M finds out. */
+  _Atomic int64_t p_lost_tev;
   /* GMP_TRACE: where this M's next record goes and where its buffer ends
    * (traceev.c; the fast path is inline in internal.h), and the time its
    * records' deltas count from (TEV_NOBASE: none yet in this buffer). */

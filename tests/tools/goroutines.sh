@@ -143,8 +143,8 @@ check "dumpsignal=SIGKILL refused in one clear line" \
 
 # GMP_TRACE: a Chrome trace-event file.
 GMP_TRACE=$tmp/trace.json GMP_MAXPROCS=2 LD_PRELOAD=$lib "$tmp/shape" > /dev/null 2>&1
-python3 "$src/tools/gmp-tracecheck" --require create,unpark "$tmp/trace.json" > "$tmp/tc" 2>&1; rc=$?
-check "GMP_TRACE file is a valid Chrome trace (gmp-tracecheck rc $rc)" "[ $rc -eq 0 ]"
+python3 "$src/tools/gmp-tracecheck" --runs-disjoint --require create,unpark "$tmp/trace.json" > "$tmp/tc" 2>&1; rc=$?
+check "GMP_TRACE file is a valid Chrome trace, run slices disjoint (gmp-tracecheck rc $rc)" "[ $rc -eq 0 ]"
 check "GMP_TRACE: run slices on both P tracks" \
   "python3 -c \"
 import json,sys
@@ -178,6 +178,55 @@ bash -c 'GMP_TRACE="$2" LD_PRELOAD="$3" "$1" segv; exit $?' _ "$tmp/abrupt" \
   "$tmp/t_segv.json" "$lib" > /dev/null 2>&1; xrc=$?
 python3 "$src/tools/gmp-tracecheck" --require create "$tmp/t_segv.json" > "$tmp/tc3" 2>&1; rc=$?
 check "GMP_TRACE after SIGSEGV: still dies of it ($xrc), trace valid (rc $rc)" "[ $xrc -eq 139 ] && [ $rc -eq 0 ]"
+
+# Ps taken from threads blocked in the kernel, inside a wrapper (waitpid)
+# and outside any (a raw syscall instruction), while others keep the Ps
+# busy: each P's run slices must still not overlap.
+cat > "$tmp/handoff.c" <<'C'
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static atomic_int stop;
+static void *busy(void *a) {
+  volatile unsigned long x = 0;
+  while (!atomic_load(&stop)) { for (int i = 0; i < 20000; i++) x += i; sched_yield(); }
+  return a;
+}
+static void *raw_sleep(void *a) {
+  struct timespec ts = {0, 150000000};
+  long r;
+  __asm__ volatile("syscall" : "=a"(r) : "a"(SYS_nanosleep), "D"(&ts), "S"(0) : "rcx", "r11", "memory");
+  return a;
+}
+static void *wait_child(void *a) {
+  pid_t c = fork();
+  if (c == 0) { usleep(150000); _exit(0); }
+  waitpid(c, 0, 0);
+  return a;
+}
+int main(void) {
+  pthread_t b[4], r, w;
+  for (int i = 0; i < 4; i++) pthread_create(&b[i], 0, busy, 0);
+  for (int k = 0; k < 2; k++) {
+    pthread_create(&r, 0, raw_sleep, 0);
+    pthread_create(&w, 0, wait_child, 0);
+    pthread_join(r, 0);
+    pthread_join(w, 0);
+  }
+  atomic_store(&stop, 1);
+  for (int i = 0; i < 4; i++) pthread_join(b[i], 0);
+  return 0;
+}
+C
+cc -O2 -pthread "$tmp/handoff.c" -o "$tmp/handoff" || exit 1
+GMP_TRACE=$tmp/t_hand.json GMP_MAXPROCS=2 GMP_DEBUG=stats=1 LD_PRELOAD=$lib "$tmp/handoff" > /dev/null 2> "$tmp/hand.err"; xrc=$?
+python3 "$src/tools/gmp-tracecheck" --runs-disjoint "$tmp/t_hand.json" > "$tmp/tc4" 2>&1; rc=$?
+nh=$(sed -n 's/.*P hand-offs (blocked Ms) *//p' "$tmp/hand.err")
+check "GMP_TRACE with Ps handed off (${nh:-?} hand-offs): run slices of a P disjoint (rc $rc)" \
+  "[ $xrc -eq 0 ] && [ $rc -eq 0 ] && [ \"\${nh:-0}\" -ge 2 ]"
 
 # A quiescent point: 1 P, preemption off, main spins with 5 threads queued.
 cat > "$tmp/queued.c" <<'C'
