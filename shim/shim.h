@@ -149,6 +149,9 @@ bool gmp_stack_guard_regions(void);
 /* Allocate a stack of (at least) size bytes with a guard of guard bytes
  * (rounded to pages; 0 allowed). Returns 0 or an errno value. */
 int gmp_stack_alloc(struct gmp_stack *s, size_t size, size_t guard);
+/* In a fork child: the stack allocator's lock and cached slabs reset (the
+ * thread that held them in the parent does not exist in the child). */
+void gmp_stack_fork_child(void);
 void gmp_stack_free(struct gmp_stack *s);
 /* false when the canary of an unguarded stack was overwritten. */
 static inline bool gmp_stack_ok(const struct gmp_stack *s)

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -165,6 +166,16 @@ static char *slab_take(size_t slot, size_t guard, bool *guarded)
   *guarded = slabs[i].guarded;
   atomic_store_explicit(&slab_lock, 0, memory_order_release);
   return m;
+}
+
+void gmp_stack_fork_child(void)
+{
+  /* Another thread of the parent may have held the slab lock, halfway
+   * through carving or mapping, when the process forked: in the child
+   * that thread is gone. Forget the slabs (their unused rest is lost to
+   * this process, a few MiB at most) and free the lock. */
+  memset(slabs, 0, sizeof slabs);
+  atomic_store_explicit(&slab_lock, 0, memory_order_release);
 }
 
 int gmp_stack_alloc(struct gmp_stack *s, size_t size, size_t guard)
