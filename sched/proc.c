@@ -1196,6 +1196,27 @@ struct p *gmp_enter_runtime(struct g *g)
 static void finish_switch_out(struct m *m, struct g *g);
 static void exec_prepare(struct m *m, struct p *p, struct g *g);
 
+/* g's run slice ends now, for request req (GMP_TRACE); the next slice on
+ * this M may start where it ends (tev_last). */
+static void tev_run_end(struct m *m, struct g *g, int req)
+{
+  int end = req == MREQ_PARK    ? g->waitreason
+            : req == MREQ_YIELD ? (g->preempted ? TEV_END_PREEMPT : TEV_END_YIELD)
+            : req == MREQ_EXIT  ? TEV_END_EXIT
+                                : TEV_END_SYSCALL;
+  m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, end, g->goid, g->run_since);
+  m->tev_last_p = g->run_p;
+  g->run_since = 0;
+}
+
+/* The first frame of g, which has never run, built on the switching
+ * context's free stack BOOT_FRAME_GAP below sp (see gmp_ctx_make_boot). */
+static void first_frame(struct g *g, uintptr_t sp)
+{
+  gmp_ctx_make_boot(&g->ctx, (uint64_t *)((sp - BOOT_FRAME_GAP) & ~(uintptr_t)15), g->stack.hi,
+                    gstart, g, g->start_mxcsr, g->start_fcw);
+}
+
 static struct g *direct_next(struct m *m)
 {
   struct p *p = m->p;
@@ -1290,18 +1311,12 @@ static void mcall_held(struct g *g, int req)
         if (gmp_tev_on && g->run_since) {
           /* Our run span ends now, and the next G's begins at its end
            * (finish_switch_out sees run_since 0 and records nothing). */
-          int end = req == MREQ_PARK ? g->waitreason
-                    : req == MREQ_EXIT ? TEV_END_EXIT
-                                       : TEV_END_YIELD;
-          m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, end, g->goid, g->run_since);
-          m->tev_last_p = g->run_p;
-          g->run_since = 0;
+          tev_run_end(m, g, req);
           m->tev_quick = true;
         }
         exec_prepare(m, m->p, next);
         if (fresh)
-          gmp_ctx_make_boot(&next->ctx, (uint64_t *)((sp - BOOT_FRAME_GAP) & ~(uintptr_t)15),
-                            next->stack.hi, gstart, next, next->start_mxcsr, next->start_fcw);
+          first_frame(next, sp);
         gmp_ctx_switch(&g->ctx, &next->ctx);
         resumed(g);
         return;
@@ -1729,13 +1744,7 @@ static void finish_switch_out(struct m *m, struct g *g)
   int req = m->req;
   m->req = MREQ_NONE;
   if (gmp_tev_on && g->run_since) {
-    int end = req == MREQ_PARK    ? g->waitreason
-              : req == MREQ_YIELD ? (g->preempted ? TEV_END_PREEMPT : TEV_END_YIELD)
-              : req == MREQ_EXIT  ? TEV_END_EXIT
-                                  : TEV_END_SYSCALL;
-    m->tev_last = gmp_tev_span(m, TEV_RUN, g->run_p, end, g->goid, g->run_since);
-    m->tev_last_p = g->run_p;
-    g->run_since = 0;
+    tev_run_end(m, g, req);
   } else {
     m->tev_last_p = -1; /* no slice ended here: the next one reads the clock */
   }
@@ -1868,9 +1877,7 @@ static void execute(struct m *m, struct g *g)
      * signal may be delivered, and its frame must land on free stack. */
     uintptr_t sp;
     __asm__ volatile("movq %%rsp, %0" : "=r"(sp));
-    uintptr_t bf = (sp - BOOT_FRAME_GAP) & ~(uintptr_t)15;
-    gmp_ctx_make_boot(&g->ctx, (uint64_t *)bf, g->stack.hi, gstart, g, g->start_mxcsr,
-                      g->start_fcw);
+    first_frame(g, sp);
   }
   gmp_ctx_switch(&m->g0, &g->ctx);
   post_switch(m);
