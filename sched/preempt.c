@@ -70,7 +70,24 @@ void gmp_interrupt_ostid(int ostid)
 bool gmp_eintr_was_ours(void)
 {
   struct g *g = gmp_curg_raw();
-  return g && g->m && atomic_exchange(&g->m->urg_seen, 0) != 0;
+  return g && atomic_exchange_explicit(&g->urg_eintr, 0, memory_order_relaxed) == 1;
+}
+
+/* Did this signal interrupt a system call, making it fail with EINTR? The
+ * handler runs without SA_RESTART, so the kernel left -EINTR in rax and
+ * the pc right after the 2-byte syscall instruction. Checked so that a
+ * SIGURG that caught the G in user code leaves no flag behind for a later
+ * EINTR of the program's own. */
+static bool interrupted_syscall(const ucontext_t *uc)
+{
+  if (uc->uc_mcontext.gregs[REG_RAX] != -EINTR)
+    return false;
+  const unsigned char *pc = (const unsigned char *)uc->uc_mcontext.gregs[REG_RIP];
+  /* At the very start of a page the bytes before may be unmapped: do not
+   * read them; -EINTR in rax there is taken as a system call's. */
+  if (((uintptr_t)pc & 4095) < 2)
+    return true;
+  return pc[-2] == 0x0f && pc[-1] == 0x05;
 }
 
 uintptr_t gmp_preempt_enter(void)
@@ -125,8 +142,8 @@ static void handler(int sig, siginfo_t *si, void *ucv)
     gmp_ctl_request();
     /* A system call it interrupted is restarted, as after our own. */
     struct g *cg = gmp_curg();
-    if (cg && cg->m)
-      atomic_store(&cg->m->urg_seen, 1);
+    if (cg && interrupted_syscall(uc))
+      atomic_store_explicit(&cg->urg_eintr, 1, memory_order_relaxed);
     errno = saved_errno;
     return;
   }
@@ -148,7 +165,8 @@ static void handler(int sig, siginfo_t *si, void *ucv)
    * interrupted is then restarted only if their handlers all want it. */
   bool restart = true;
   gmp_sig_flush(g, &restart);
-  atomic_store(&m->urg_seen, restart);
+  if (interrupted_syscall(uc))
+    atomic_store_explicit(&g->urg_eintr, restart ? 1 : 2, memory_order_relaxed);
   if (async_hook)
     async_hook(); /* may not return (asynchronous cancellation) */
   if (!preempt_on || !atomic_exchange(&m->preempt_req, 0))

@@ -235,6 +235,12 @@ struct g {
   _Atomic uint64_t sigpend;
   _Atomic(void *) siginfo;
   int last_sig;
+  /* A runtime SIGURG interrupted a system call of this G (EINTR): the
+   * call is restarted as SA_RESTART would, unless a signal of the
+   * program's delivered with it has a handler without SA_RESTART (then 2:
+   * the EINTR is the program's). Kept on the G, not its M: exitsyscall
+   * may resume the G on another M before the wrapper looks. */
+  _Atomic int urg_eintr;
 
   char name[GMP_MAX_NAME];
   /* Scheduling attributes are recorded and reported, not enforced: all
@@ -314,7 +320,6 @@ struct m {
   uint64_t preempt_tick;
   uintptr_t preempt_rip;   /* the interrupted pc, for the trampoline */
   _Atomic int in_preempt;  /* injected, not yet resumed: no second one */
-  _Atomic int urg_seen;    /* a SIGURG ran here: EINTR may be ours */
   uint64_t n_preempt;
   uint64_t cur_mask;       /* the signal mask applied to this OS thread */
   /* GMP_TRACE: when this M's last run ended, and whether the next G came

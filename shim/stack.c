@@ -48,21 +48,36 @@ static bool use_regions;
 
 bool gmp_stack_guard_regions(void) { return use_regions; }
 
-/* Carving state for guard-region stacks: one cursor per slot size (a
- * program uses few distinct stack sizes; a ninth size evicts one). */
-#define NSLABS 8
+/* Carving state for guard-region stacks: one cursor per slot size.
+ *
+ * A program uses few distinct stack sizes, but some cycle through more
+ * than there are cursors (the fork_stacks test uses 12). The least
+ * recently used cursor is evicted, and the uncarved rest of its slab is
+ * unmapped then: forgetting it leaked address space and, worse, the page
+ * tables that hold its guard markers, one slab per thread creation
+ * (VmPTE reached 550 MiB in seconds, and fork, which copies page tables,
+ * slowed to a crawl).
+ *
+ * A size's first slab holds SLAB_FIRST stacks and each refill doubles
+ * that, up to SLAB_MAX: a size used once does not reserve 64 stacks' worth
+ * of address space and page tables, and a size used many times still
+ * pays one mmap (and one guard call) per 64 stacks. */
+#define NSLABS 16
+#define SLAB_FIRST 8
+#define SLAB_MAX 64
 static struct {
   size_t slot, guard;
   char *cur, *end;
-  bool guarded; /* every slot's guard installed when the slab was mapped */
+  unsigned long used; /* slab_clock at the last take: LRU eviction */
+  unsigned nnext;     /* stacks in this size's next slab */
+  bool guarded;       /* every slot's guard installed when the slab was mapped */
 } slabs[NSLABS];
+static unsigned long slab_clock;
 /* process_madvise() on the calling process itself, with PIDFD_SELF
  * (Linux >= 6.14 for the sentinel, any advice for self since 6.13): one
  * call installs the guards of a whole slab. -1 until tried, then 0/1. */
 static int batch_guards = -1;
 #define PIDFD_SELF_PROCESS_ (-10001)
-#define SLAB_MAX 64
-static unsigned slab_next;
 static atomic_uint slab_lock;
 
 size_t gmp_page_size(void) { return page_size; }
@@ -135,36 +150,49 @@ static bool slab_guard_all(char *m, size_t n, size_t slot, size_t guard)
 
 static char *slab_take(size_t slot, size_t guard, bool *guarded)
 {
+  char *drop = NULL; /* uncarved rest of a slab replaced here: unmapped after */
+  size_t droplen = 0;
   while (atomic_exchange_explicit(&slab_lock, 1, memory_order_acquire))
     __builtin_ia32_pause();
-  int i;
-  for (i = 0; i < NSLABS; i++)
+  int i, lru = 0;
+  for (i = 0; i < NSLABS; i++) {
     if (slabs[i].slot == slot && slabs[i].guard == guard)
       break;
+    if (slabs[i].used < slabs[lru].used)
+      lru = i;
+  }
   if (i == NSLABS || slabs[i].cur + slot > slabs[i].end) {
-    if (i == NSLABS)
-      i = (int)(slab_next++ % NSLABS);
-    /* 64 stacks or 64 MiB a mapping, whichever is less (at least one). */
-    size_t n = ((size_t)64 << 20) / slot;
-    if (n > SLAB_MAX)
-      n = SLAB_MAX;
-    if (n < 1)
-      n = 1;
+    unsigned n = SLAB_FIRST;
+    if (i == NSLABS) {
+      i = lru; /* a never-used entry has used == 0 and cur == end == NULL */
+    } else {
+      n = slabs[i].nnext;
+    }
+    /* At most 64 MiB a mapping, and at least one stack. */
+    size_t cap = ((size_t)64 << 20) / slot;
+    if (n > cap)
+      n = cap ? (unsigned)cap : 1;
     char *m = map_anon(n * slot);
     if (!m) {
       atomic_store_explicit(&slab_lock, 0, memory_order_release);
       return NULL;
     }
+    drop = slabs[i].cur;
+    droplen = (size_t)(slabs[i].end - slabs[i].cur);
     slabs[i].slot = slot;
     slabs[i].guard = guard;
     slabs[i].cur = m;
     slabs[i].end = m + n * slot;
+    slabs[i].nnext = n * 2 < SLAB_MAX ? n * 2 : SLAB_MAX;
     slabs[i].guarded = slab_guard_all(m, n, slot, guard);
   }
   char *m = slabs[i].cur;
   slabs[i].cur += slot;
+  slabs[i].used = ++slab_clock;
   *guarded = slabs[i].guarded;
   atomic_store_explicit(&slab_lock, 0, memory_order_release);
+  if (drop && droplen)
+    gmp_sys2(SYS_munmap, (long)drop, (long)droplen);
   return m;
 }
 
@@ -172,9 +200,16 @@ void gmp_stack_fork_child(void)
 {
   /* Another thread of the parent may have held the slab lock, halfway
    * through carving or mapping, when the process forked: in the child
-   * that thread is gone. Forget the slabs (their unused rest is lost to
-   * this process, a few MiB at most) and free the lock. */
+   * that thread is gone, and the slabs may be half updated. Then forget
+   * them (their uncarved rest, at most a few slabs, is lost to this
+   * process). Otherwise give the uncarved rests back. Either way the
+   * child starts with no slabs and a free lock. */
+  if (atomic_load_explicit(&slab_lock, memory_order_relaxed) == 0)
+    for (int i = 0; i < NSLABS; i++)
+      if (slabs[i].cur < slabs[i].end)
+        gmp_sys2(SYS_munmap, (long)slabs[i].cur, (long)(slabs[i].end - slabs[i].cur));
   memset(slabs, 0, sizeof slabs);
+  slab_clock = 0;
   atomic_store_explicit(&slab_lock, 0, memory_order_release);
 }
 
