@@ -217,10 +217,37 @@ static long write_all(struct rw *c, io_fn fn, bool nb_call)
   return done;
 }
 
+/* A file the poller does not handle (regular file, tty, /dev/zero, or a
+ * number the table has no room for): the call itself, bracketed as a
+ * blocking system call, with the kernel's result as it is. The common
+ * case of file I/O, kept out of io_loop's indirect calls; leaving the
+ * system call with the P kept is already a preemption point
+ * (gmp_exitsyscall). */
+static long io_plain3(long nr, long a, long b, long c)
+{
+  gmp_testcancel();
+  long r;
+  do {
+    gmp_entersyscall();
+    r = gmp_sys3(nr, a, b, c);
+    gmp_exitsyscall();
+  } while (r == -EINTR && io_retry_eintr());
+  return r;
+}
+
+static bool io_is_plain(int fd, struct gmp_fd **dp)
+{
+  struct gmp_fd *d = *dp = gmp_fd_get(fd);
+  return !d || gmp_fd_kind(fd, d) == FDK_NOPOLL;
+}
+
 GMP_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
   if (!gmp_self())
     return NEXT(read)(fd, buf, n);
+  struct gmp_fd *d;
+  if (io_is_plain(fd, &d))
+    return io_ret(io_plain3(SYS_read, fd, (long)buf, (long)n));
   struct rw c = {.fd = fd, .buf = buf, .len = n};
   return io_ret(io_run(fd, false, false, read_fn, &c));
 }
@@ -229,6 +256,13 @@ GMP_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
   if (!gmp_self())
     return NEXT(write)(fd, buf, n);
+  struct gmp_fd *d;
+  if (io_is_plain(fd, &d)) {
+    long r = io_plain3(SYS_write, fd, (long)buf, (long)n);
+    if (d && d->peer >= 0)
+      gmp_fd_kick_peer(d);
+    return io_ret(r);
+  }
   struct rw c = {.fd = fd, .buf = (void *)buf, .len = n};
   return io_ret(write_all(&c, write_fn, false));
 }
