@@ -45,6 +45,13 @@ static inline bool io_retry_eintr(void)
   return gmp_eintr_was_ours();
 }
 
+/* The same for calls never restarted after a handler (signal(7)). */
+static inline bool io_retry_eintr_nr(void)
+{
+  gmp_testcancel();
+  return gmp_eintr_only_ours();
+}
+
 /* Run call(ctx) (returning a raw result) as a blocking system call: the
  * G's P is handed to another M if it blocks. */
 long io_blocking(long (*call)(void *ctx), void *ctx);

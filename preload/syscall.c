@@ -39,7 +39,7 @@
  * the call as SA_RESTART would; the program's signals still interrupt. */
 #define retry_eintr io_retry_eintr
 
-#define BLOCKING(ret, name, params, args)                                   \
+#define BLOCKING_RETRY(retry, ret, name, params, args)                      \
   GMP_EXPORT ret name params                                                \
   {                                                                         \
     if (!gmp_self())                                                        \
@@ -52,10 +52,15 @@
       r_ = NEXT(name) args;                                                 \
       e_ = errno;                                                           \
       gmp_exitsyscall();                                                    \
-    } while (r_ == (ret)-1 && e_ == EINTR && retry_eintr());                \
+    } while (r_ == (ret)-1 && e_ == EINTR && retry());                      \
     errno = e_;                                                             \
     return r_;                                                              \
   }
+#define BLOCKING(ret, name, params, args) BLOCKING_RETRY(retry_eintr, ret, name, params, args)
+/* Calls that fail with EINTR after any handler, SA_RESTART or not
+ * (signal(7)): restarted only after the runtime's own SIGURG. */
+#define BLOCKING_NR(ret, name, params, args)                                 \
+  BLOCKING_RETRY(io_retry_eintr_nr, ret, name, params, args)
 
 /* The hot calls go straight to the kernel. glibc's wrappers of these are
  * cancellation points, and in a multi-threaded process (every G TCB says
@@ -98,12 +103,6 @@ BLOCKING(pid_t, wait4, (pid_t p, int *s, int o, struct rusage *r), (p, s, o, r))
 BLOCKING(int, waitid, (idtype_t t, id_t i, siginfo_t *s, int o), (t, i, s, o))
 BLOCKING(int, creat, (const char *p, mode_t m), (p, m))
 BLOCKING(int, tcdrain, (int fd), (fd))
-BLOCKING(int, sigwait, (const sigset_t *s, int *sig), (s, sig))
-BLOCKING(int, sigwaitinfo, (const sigset_t *s, siginfo_t *i), (s, i))
-BLOCKING(int, sigtimedwait, (const sigset_t *s, siginfo_t *i, const struct timespec *t),
-         (s, i, t))
-BLOCKING(int, pause, (void), ())
-BLOCKING(int, sigsuspend, (const sigset_t *s), (s))
 /* Zero-copy transfers have no per-call non-blocking flag: a socket or
  * pipe end that is full blocks the call in the kernel, with the P handed
  * off. */
@@ -113,10 +112,10 @@ BLOCKING(ssize_t, splice, (int i, off64_t *oi, int o, off64_t *oo, size_t n, uns
          (i, oi, o, oo, n, f))
 BLOCKING(ssize_t, tee, (int i, int o, size_t n, unsigned f), (i, o, n, f))
 BLOCKING(int, sync_file_range, (int fd, off64_t o, off64_t n, unsigned f), (fd, o, n, f))
-BLOCKING(ssize_t, msgrcv, (int id, void *p, size_t n, long t, int f), (id, p, n, t, f))
-BLOCKING(int, msgsnd, (int id, const void *p, size_t n, int f), (id, p, n, f))
-BLOCKING(int, semop, (int id, struct sembuf *o, size_t n), (id, o, n))
-BLOCKING(int, semtimedop, (int id, struct sembuf *o, size_t n, const struct timespec *t),
+BLOCKING_NR(ssize_t, msgrcv, (int id, void *p, size_t n, long t, int f), (id, p, n, t, f))
+BLOCKING_NR(int, msgsnd, (int id, const void *p, size_t n, int f), (id, p, n, f))
+BLOCKING_NR(int, semop, (int id, struct sembuf *o, size_t n), (id, o, n))
+BLOCKING_NR(int, semtimedop, (int id, struct sembuf *o, size_t n, const struct timespec *t),
          (id, o, n, t))
 /* fortified variants */
 BLOCKING(ssize_t, __pread_chk, (int fd, void *b, size_t n, off_t o, size_t bl),

@@ -225,6 +225,11 @@ uint64_t gmp_sysmon_sigmask(void);
 /* Deliver the current G's queued, unblocked signals in its context.
  * Returns how many; *restart_all: all of their handlers have SA_RESTART. */
 int gmp_sig_flush(struct g *g, bool *restart_all);
+/* Block (or unblock again) the runtime's SIGURG on the calling G's OS
+ * thread, for the length of a sigtimedwait that takes it (signal.c). */
+void gmp_sigwait_mask(bool urg_blocked);
+/* Is this SIGURG one of the runtime's own (gmp_interrupt_ostid)? */
+bool gmp_urg_is_runtime(const void *siginfo);
 void gmp_sig_check(struct g *g); /* the same, cheap when nothing is queued */
 void gmp_sig_rescue(void);       /* sysmon, every round */
 void gmp_setxid_init(void);      /* wrap glibc's SIGSETXID handler */

@@ -67,10 +67,25 @@ void gmp_interrupt_ostid(int ostid)
   gmp_sys4(SYS_rt_tgsigqueueinfo, si.si_pid, ostid, PREEMPT_SIGNAL, &si);
 }
 
+bool gmp_urg_is_runtime(const void *infop)
+{
+  const siginfo_t *si = infop;
+  return si->si_code == SI_QUEUE && si->si_pid == getpid() && si->si_value.sival_int == URG_MARK;
+}
+
+/* g->urg_eintr: 0 none; 1 a program's handler with SA_RESTART ran; 2 one
+ * without it ran; 3 only the runtime's SIGURG (nothing of the program's). */
 bool gmp_eintr_was_ours(void)
 {
   struct g *g = gmp_curg_raw();
-  return g && atomic_exchange_explicit(&g->urg_eintr, 0, memory_order_relaxed) == 1;
+  int f = g ? atomic_exchange_explicit(&g->urg_eintr, 0, memory_order_relaxed) : 0;
+  return f == 1 || f == 3;
+}
+
+bool gmp_eintr_only_ours(void)
+{
+  struct g *g = gmp_curg_raw();
+  return g && atomic_exchange_explicit(&g->urg_eintr, 0, memory_order_relaxed) == 3;
 }
 
 /* Did this signal interrupt a system call, making it fail with EINTR? The
@@ -143,7 +158,7 @@ static void handler(int sig, siginfo_t *si, void *ucv)
     /* A system call it interrupted is restarted, as after our own. */
     struct g *cg = gmp_curg();
     if (cg && interrupted_syscall(uc))
-      atomic_store_explicit(&cg->urg_eintr, 1, memory_order_relaxed);
+      atomic_store_explicit(&cg->urg_eintr, 3, memory_order_relaxed);
     errno = saved_errno;
     return;
   }
@@ -164,9 +179,10 @@ static void handler(int sig, siginfo_t *si, void *ucv)
    * meanwhile), in the G, on its own stack. A system call this SIGURG
    * interrupted is then restarted only if their handlers all want it. */
   bool restart = true;
-  gmp_sig_flush(g, &restart);
+  int delivered = gmp_sig_flush(g, &restart);
   if (interrupted_syscall(uc))
-    atomic_store_explicit(&g->urg_eintr, restart ? 1 : 2, memory_order_relaxed);
+    atomic_store_explicit(&g->urg_eintr, !delivered ? 3 : restart ? 1 : 2,
+                          memory_order_relaxed);
   if (async_hook)
     async_hook(); /* may not return (asynchronous cancellation) */
   if (!preempt_on || !atomic_exchange(&m->preempt_req, 0))

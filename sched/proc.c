@@ -1824,6 +1824,27 @@ void gmp_sigmask_set(uint64_t mask)
   gmp_sig_check(g); /* signals sent while it was blocked */
 }
 
+int gmp_sigsuspend_prepare(uint64_t mask)
+{
+  struct g *g = gmp_curg_raw();
+  g->sigmask = mask;
+  g->sigmask_eff = mask & ~URG_BIT;
+  gmp_sigwait_mask(true);
+  bool restart;
+  return gmp_sig_flush(g, &restart);
+}
+
+void gmp_sigwait_mask(bool urg_blocked)
+{
+  struct g *g = gmp_curg_raw();
+  struct m *m = g->m;
+  uint64_t want = g->sigmask_eff | (urg_blocked ? URG_BIT : 0);
+  /* cur_mask records it: the next G switched in on this M gets its own
+   * mask back even if this G leaves the M with SIGURG still blocked. */
+  if (m->cur_mask != want)
+    apply_mask(m, want);
+}
+
 /* Everything execute() does to make g m's current G, short of leaving
  * the runtime and switching to it. */
 static void exec_prepare(struct m *m, struct p *p, struct g *g)

@@ -155,6 +155,12 @@ void gmp_m_fs_leave(void *prev);
  * 64-bit sets. */
 uint64_t gmp_sigmask_get(void);
 void gmp_sigmask_set(uint64_t mask);
+/* One round of sigtimedwait for the calling G, until deadline (nanotime;
+ * 0: none): the signal number taken, with its siginfo; 0 if the G was
+ * kicked (a signal queued for it, a cancel: look again); or -EAGAIN
+ * (deadline passed), -EINTR (a handler ran). Signals queued for the G
+ * (pthread_kill) count, as the kernel's own do. */
+int gmp_sigwait_once(uint64_t set, void *siginfo, int64_t deadline);
 /* Send a signal to g (pthread_kill, pthread_sigqueue): its handler runs in
  * g, on whichever OS thread runs it, as soon as g runs with the signal
  * unblocked; a wait of g is ended (EINTR, or a spurious wake-up where
@@ -286,6 +292,15 @@ void gmp_interrupt_ostid(int ostid);
 /* After a wrapped call failed with EINTR: was it (possibly) the runtime's
  * own SIGURG rather than the program's signal? Clears the mark. */
 bool gmp_eintr_was_ours(void);
+/* The same for a call that is never restarted after a handler (pause,
+ * sigsuspend, System V IPC: signal(7)): true only if no handler of the
+ * program's ran. */
+bool gmp_eintr_only_ours(void);
+/* For sigsuspend: make mask the calling G's (SIGURG blocked on its OS
+ * thread until the kernel's sigsuspend swaps masks atomically) and deliver
+ * the signals queued for it that mask lets through. Returns how many were
+ * delivered (their handlers have run). */
+int gmp_sigsuspend_prepare(uint64_t mask);
 
 /* ---- thread-specific data ------------------------------------------------ */
 

@@ -29,11 +29,13 @@
  *     its interrupted call return EINTR (or restart, per SA_RESTART).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sched/internal.h"
 
@@ -165,14 +167,96 @@ void gmp_signal_g(struct g *g, const void *infop)
    * about to park checks the queue after publishing its park state
    * (park.c), so one of the two sees the other. */
   atomic_fetch_or(&g->sigpend, SIGBIT(sig));
-  if (g->sigmask & SIGBIT(sig))
-    return; /* blocked: delivered when the G unblocks it */
+  if (g->sigmask & SIGBIT(sig)) {
+    /* Blocked: delivered when the G unblocks it, or taken by a sigwait.
+     * One in progress publishes its set before it looks at the queue
+     * (both seq_cst): it finds the signal there, or its M gets a SIGURG,
+     * which its wait takes and which sends it back to the queue. */
+    if (atomic_load(&g->sigwait_set) & SIGBIT(sig)) {
+      int ostid = gmp_g_ostid(g);
+      if (ostid)
+        gmp_interrupt_ostid(ostid);
+    }
+    return;
+  }
   if (gmp_park_interrupt(g, GMP_PARK_INTERRUPTED))
     return;
   int ostid = gmp_g_ostid(g);
   if (ostid)
     gmp_interrupt_ostid(ostid); /* running, or in a system call */
   /* else runnable: it delivers when it next runs (gmp_sig_flush) */
+}
+
+/* ---- sigwait ------------------------------------------------------------- */
+
+#define URG_SIGBIT SIGBIT(SIGURG)
+
+/* Take the lowest signal of set queued for g (only g itself takes from
+ * its queue; senders only add). */
+static int take_queued(struct g *g, uint64_t set, siginfo_t *info)
+{
+  uint64_t have = atomic_load(&g->sigpend) & set;
+  if (!have)
+    return 0;
+  int sig = __builtin_ctzll(have) + 1;
+  atomic_fetch_and(&g->sigpend, ~SIGBIT(sig));
+  siginfo_t *si = atomic_load(&g->siginfo);
+  if (si) {
+    *info = si[sig - 1];
+  } else {
+    memset(info, 0, sizeof *info);
+    info->si_signo = sig;
+    info->si_code = SI_TKILL;
+    info->si_pid = (pid_t)gmp_sys0(SYS_getpid);
+  }
+  return sig;
+}
+
+int gmp_sigwait_once(uint64_t set, void *infop, int64_t deadline)
+{
+  struct g *g = gmp_curg_raw();
+  siginfo_t *info = infop;
+  /* The kernel's wait takes the runtime's SIGURG as well, blocked on this
+   * OS thread meanwhile: a kick sent before the wait began stays pending
+   * and ends it at once, so no kick is lost between the look at the
+   * queue and the system call. */
+  uint64_t kset = set | URG_SIGBIT;
+  atomic_store(&g->sigwait_set, set);
+  gmp_sigwait_mask(true);
+  long r = take_queued(g, set, info);
+  if (!r) {
+    struct timespec left, *lp = NULL;
+    if (deadline) {
+      int64_t ns = deadline - gmp_nanotime();
+      if (ns < 0)
+        ns = 0;
+      left.tv_sec = ns / 1000000000;
+      left.tv_nsec = ns % 1000000000;
+      lp = &left;
+    }
+    gmp_entersyscall_as("sigtimedwait");
+    r = gmp_sys4(SYS_rt_sigtimedwait, &kset, info, lp, 8);
+    gmp_exitsyscall();
+  }
+  atomic_store(&g->sigwait_set, 0);
+  /* On whichever M the G is now (the system call may have cost it its P
+   * and its M): its own mask again. */
+  gmp_sigwait_mask(false);
+  if (r != SIGURG)
+    return (int)r;
+  if (gmp_urg_is_runtime(info))
+    return 0; /* a kick (a queued signal, a cancel): look again */
+  if (info->si_code == SI_QUEUE && info->si_value.sival_int == GMP_CTL_MARK &&
+      info->si_uid == getuid()) {
+    gmp_ctl_request();
+    return 0;
+  }
+  if (set & URG_SIGBIT)
+    return SIGURG; /* the program's own, and it waits for it */
+  /* The program's SIGURG, not waited for: give it back to this OS thread,
+   * where its handler (or the default action) takes it. */
+  gmp_sys4(SYS_rt_tgsigqueueinfo, gmp_sys0(SYS_getpid), gmp_sys0(SYS_gettid), SIGURG, info);
+  return 0;
 }
 
 int gmp_sig_flush(struct g *g, bool *restart_all)
