@@ -63,6 +63,13 @@ for mode in $SERVERS; do
          fi ;;
     *) echo "c10k: unknown server '$mode' in SERVERS (threads, gmp, epoll)" >&2; exit 2 ;;
   esac
+  # Results and logs are kept per connection count and server: a server
+  # named twice would overwrite its first run (run the script twice).
+  if [[ " ${seen_modes:-} " == *" $mode "* ]]; then
+    echo "c10k: server '$mode' named twice in SERVERS; run the script again to repeat a run" >&2
+    exit 2
+  fi
+  seen_modes="${seen_modes:-} $mode"
 done
 for n in $CONNS; do
   if ! [[ $n =~ ^[1-9][0-9]*$ ]]; then
