@@ -20,6 +20,14 @@
 #define GMP_VERSION "0.1.0"
 
 void gmp_mutex_thread_exit(void); /* mutex.c */
+
+/* At every G's exit, before its TLS goes: what the kernel does at a
+ * thread's (robust mutexes, clear_child_tid). */
+static void thread_exit(void)
+{
+  gmp_mutex_thread_exit();
+  gmp_tid_thread_exit();
+}
 void gmp_cancel_init(void);       /* cancel.c */
 void gmp_crash_init(void);        /* crash.c */
 void gmp_tsd_init(void);          /* tsd.c */
@@ -204,7 +212,7 @@ __attribute__((constructor(101))) static void gmp_init(void)
   }
   if (stats)
     atexit(print_stats);
-  gmp_set_exit_hook(gmp_mutex_thread_exit);
+  gmp_set_exit_hook(thread_exit);
   gmp_cancel_init();
   gmp_crash_init();
   gmp_sigaction_init();

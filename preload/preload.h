@@ -66,6 +66,8 @@ int gmp_signal_thread(struct g *g, siginfo_t *info);
 /* The thread-id system calls made through syscall(2) (tid.c): true if nr
  * names a thread by id and was answered (*ret: syscall's -1/errno form). */
 bool gmp_tid_syscall(long nr, long a1, long a2, long a3, long a4, long *ret);
+/* At a G's exit: carry out its set_tid_address (tid.c). */
+void gmp_tid_thread_exit(void);
 
 /* Cancellation (cancel.c): act on a pending cancel of the current G. */
 void gmp_testcancel(void);

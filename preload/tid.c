@@ -21,7 +21,9 @@
  *                                      is checked and recorded nowhere;
  *   sched_{get,set}scheduler/param     as pthread_{get,set}schedparam:
  *                                      recorded and reported, not
- *                                      enforced (docs/pthread-symbols.md).
+ *                                      enforced (docs/pthread-symbols.md);
+ *   set_tid_address                    returns the G's id; the address is
+ *                                      cleared and woken at the G's exit.
  * The caller's own id in these calls means what 0 means (the calling
  * thread), as natively. An OS thread's id (read from /proc/self/task) and
  * any other process's pass straight through to the kernel. Interfaces
@@ -30,6 +32,7 @@
  * the kernel's answer for an unknown thread, ESRCH or ENOENT (README).
  */
 #define _GNU_SOURCE
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -130,8 +133,37 @@ static long tid_call(struct g *self, long nr, long a1, long a2, long a3, long a4
   return gmp_sys4(nr, a1, a2, a3, a4);
 }
 
+/* set_tid_address from a G. The kernel's would replace the clear_child_tid
+ * of the OS thread under it, an M: when that OS thread ended, the kernel
+ * would write 0 into the G's memory, long gone by then, and NPTL's join of
+ * the M would never see its own word cleared. So a G's call is kept here,
+ * per G (libgmp's __thread data is per G), and carried out at the G's
+ * exit as the kernel does at a thread's: 0 stored, one waiter woken. */
+static __thread int *clear_tid;
+
+void gmp_tid_thread_exit(void)
+{
+  int *p = clear_tid;
+  if (!p)
+    return;
+  clear_tid = NULL;
+  __atomic_store_n(p, 0, __ATOMIC_SEQ_CST);
+  /* A waiter may be parked by the runtime's futex (private wait) or in
+   * the kernel (shared wait): wake one of either kind. */
+  gmp_futex((long)p, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0);
+  gmp_sys6(SYS_futex, (long)p, FUTEX_WAKE, 1, 0, 0, 0);
+}
+
 bool gmp_tid_syscall(long nr, long a1, long a2, long a3, long a4, long *ret)
 {
+  if (nr == SYS_set_tid_address) {
+    struct g *self = gmp_self();
+    if (!self)
+      return false;
+    clear_tid = (int *)a1;
+    *ret = gmp_g_tid(self);
+    return true;
+  }
   switch (nr) {
   case SYS_gettid: case SYS_tgkill: case SYS_tkill: case SYS_rt_tgsigqueueinfo:
   case SYS_sched_getaffinity: case SYS_sched_setaffinity:
