@@ -244,8 +244,13 @@ int gmp_sigwait_once(uint64_t set, void *infop, int64_t deadline)
   gmp_sigwait_mask(false);
   if (r != SIGURG)
     return (int)r;
-  if (gmp_urg_is_runtime(info))
-    return 0; /* a kick (a queued signal, a cancel): look again */
+  if (gmp_urg_is_runtime(info)) {
+    /* A kick: a signal queued for the G, or a cancel. One the G does not
+     * block (so not one it waits for) has its handler run now, and the
+     * wait ends with EINTR as natively; else look again. */
+    bool restart;
+    return gmp_sig_flush(g, &restart) > 0 ? -EINTR : 0;
+  }
   if (info->si_code == SI_QUEUE && info->si_value.sival_int == GMP_CTL_MARK &&
       info->si_uid == getuid()) {
     gmp_ctl_request();

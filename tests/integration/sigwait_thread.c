@@ -9,8 +9,9 @@
  * did not block them); that pthread_sigqueue's value and the sender's pid
  * arrive with sigwaitinfo; that a process-directed signal (kill) is taken
  * as well; that sigtimedwait times out with EAGAIN, and returns at once
- * with a zero timeout; and that pthread_cancel ends a thread blocked in
- * sigwait. */
+ * with a zero timeout; that a signal it does not block, with a handler,
+ * runs the handler and ends sigwaitinfo with EINTR; and that
+ * pthread_cancel ends a thread blocked in sigwait. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -87,6 +88,25 @@ static void *waiter(void *arg)
 	return NULL;
 }
 
+static volatile sig_atomic_t hups;
+static void on_hup(int sig)
+{
+	(void)sig;
+	hups++;
+}
+
+static void *interrupted(void *arg)
+{
+	(void)arg;
+	atomic_store(&stage, 20);
+	siginfo_t si;
+	int r = sigwaitinfo(&set, &si);
+	int e = errno;
+	printf("sigwaitinfo, SIGHUP handled: %d, %s, handler ran %d time(s)\n", r,
+	       r < 0 ? strerror(e) : "-", (int)hups);
+	return NULL;
+}
+
 static void *cancelled(void *arg)
 {
 	(void)arg;
@@ -125,6 +145,17 @@ int main(void)
 	pthread_sigqueue(t, SIGRTMIN, v);
 	wait_stage(5);
 	kill(getpid(), SIGUSR2);
+	pthread_join(t, NULL);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	if (pthread_create(&t, NULL, interrupted, NULL) != 0)
+		return 1;
+	wait_stage(20);
+	pthread_kill(t, SIGHUP);
 	pthread_join(t, NULL);
 
 	pthread_t c;
