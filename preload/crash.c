@@ -20,6 +20,7 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -85,13 +86,22 @@ static void report(int sig, siginfo_t *si, void *uc)
       fn = "main";
     else if (gi.start && dladdr((void *)gi.start, &di) && di.dli_sname)
       fn = di.dli_sname;
+    /* A signal sent by kill/raise/tgkill (si_code <= 0) has no fault
+     * address: where si_addr would be, siginfo holds the sender's pid. */
+    bool sent = si->si_code <= 0;
+    char cause[64];
+    if (sent)
+      snprintf(cause, sizeof cause, "sent by process %d", (int)si->si_pid);
+    else
+      snprintf(cause, sizeof cause, "fault address %p", si->si_addr);
     gmp_printf_err("libgmp: fatal signal SIG%s in thread G%llu (pthread_t %#lx, start function "
-                   "%s at %p)%s, fault address %p\n",
+                   "%s at %p)%s, %s\n",
                    sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", (unsigned long long)gi.id,
                    (unsigned long)gmp_g_pthread(g), fn, (void *)gi.start,
-                   overflow ? ": stack overflow (the guard page below its stack was hit)" : "",
-                   si->si_addr);
-    if (overflow)
+                   overflow && !sent ? ": stack overflow (the guard page below its stack was hit)"
+                                     : "",
+                   cause);
+    if (overflow && !sent)
       gmp_printf_err("libgmp: that thread's stack is %zu bytes; give it more with "
                      "pthread_attr_setstacksize or GMP_STACK_SIZE\n",
                      (size_t)((char *)gi.stack_hi - (char *)gi.stack_lo));

@@ -80,6 +80,18 @@ check "stack overflow: the report names the thread and the overflow" \
 check "stack overflow: the report has a backtrace through the recursion" \
   "grep -q 'backtrace' '$tmp/err' && [ \$(grep -c ' deep+' '$tmp/err') -ge 3 ]"
 
+# A SIGSEGV sent with raise (as test suites do to crash a worker) is no
+# fault: the report names the sender, not a "fault address" that is its pid.
+cat > "$tmp/rs.c" <<'C'
+#include <signal.h>
+int main(void) { raise(SIGSEGV); return 0; }
+C
+cc -O2 "$tmp/rs.c" -o "$tmp/rs"
+(ulimit -c 0; LD_PRELOAD=$lib "$tmp/rs" 2> "$tmp/err"); rc=$?
+check "raise(SIGSEGV): dies of SIGSEGV (exit $rc)" "[ $rc -eq 139 ]"
+check "raise(SIGSEGV): the report says who sent it, no fault address" \
+  "grep -q 'fatal signal SIGSEGV in thread G1 .*sent by process [0-9]' '$tmp/err' && ! grep -q 'fault address' '$tmp/err'"
+
 # gmp-run: help, preload, refusals.
 run=$build/gmp-run
 check "gmp-run --help documents every knob" \
