@@ -315,7 +315,21 @@ static long do_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t t, const s
       gmp_testcancel();
     return select_check(&c, 0);
   }
-  return wait_ready(fds, k, deadline, select_check, &c);
+  res = wait_ready(fds, k, deadline, select_check, &c);
+  if (res < 0) {
+    /* An error (EINTR above all) leaves the program's sets as they were,
+     * as the kernel's select does: the first look, which found nothing,
+     * cleared them. CPython retries an interrupted select with the same
+     * sets and waited on nothing: asyncio's SelectSelector missed every
+     * signal. */
+    if (r)
+      *r = c.r0;
+    if (w)
+      *w = c.w0;
+    if (e)
+      *e = c.e0;
+  }
+  return res;
 }
 
 GMP_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
