@@ -17,7 +17,7 @@ if [ ! -x $PY ] || [ ! -f /usr/lib/python3.11/test/test_threading.py ]; then
 fi
 case $MODE in
 quick) TESTS="test_threading_local test_queue test_thread"; TMO=300 ;;
-full)  TESTS="test_threading test_thread test_threading_local test_queue test_socket test_selectors test_subprocess test_signal test_threadsignals"; TMO=1200 ;;
+full)  TESTS="test_threading test_thread test_threading_local test_queue test_socket test_selectors test_subprocess test_signal test_threadsignals test_asyncio.test_events test_concurrent_futures"; TMO=1500 ;;
 *) echo "usage: $0 [LIB] [quick|full]"; exit 2 ;;
 esac
 # This VM exposes AF_VSOCK but nothing answers on it: the VSOCK tests of
