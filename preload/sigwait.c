@@ -72,14 +72,7 @@ GMP_EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct t
 
 GMP_EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
 {
-  if (!gmp_self())
-    return NEXT(sigwaitinfo)(set, info);
-  int r = wait_common(set, info, NULL);
-  if (r < 0) {
-    errno = -r;
-    return -1;
-  }
-  return r;
+  return sigtimedwait(set, info, NULL); /* glibc's is the same call */
 }
 
 GMP_EXPORT int sigwait(const sigset_t *set, int *sig)

@@ -191,6 +191,21 @@ void gmp_signal_g(struct g *g, const void *infop)
 
 #define URG_SIGBIT SIGBIT(SIGURG)
 
+/* The siginfo a queued signal was sent with (a plain tkill one if the
+ * G's table could not be allocated). */
+static void queued_info(struct g *g, int sig, siginfo_t *info, long pid)
+{
+  siginfo_t *si = atomic_load(&g->siginfo);
+  if (si) {
+    *info = si[sig - 1];
+    return;
+  }
+  memset(info, 0, sizeof *info);
+  info->si_signo = sig;
+  info->si_code = SI_TKILL;
+  info->si_pid = (pid_t)pid;
+}
+
 /* Take the lowest signal of set queued for g (only g itself takes from
  * its queue; senders only add). */
 static int take_queued(struct g *g, uint64_t set, siginfo_t *info)
@@ -200,15 +215,7 @@ static int take_queued(struct g *g, uint64_t set, siginfo_t *info)
     return 0;
   int sig = __builtin_ctzll(have) + 1;
   atomic_fetch_and(&g->sigpend, ~SIGBIT(sig));
-  siginfo_t *si = atomic_load(&g->siginfo);
-  if (si) {
-    *info = si[sig - 1];
-  } else {
-    memset(info, 0, sizeof *info);
-    info->si_signo = sig;
-    info->si_code = SI_TKILL;
-    info->si_pid = (pid_t)gmp_sys0(SYS_getpid);
-  }
+  queued_info(g, sig, info, gmp_sys0(SYS_getpid));
   return sig;
 }
 
@@ -271,21 +278,13 @@ int gmp_sig_flush(struct g *g, bool *restart_all)
   if (!want)
     return 0;
   uint64_t got = atomic_fetch_and(&g->sigpend, ~want) & want;
-  siginfo_t *si = atomic_load(&g->siginfo);
   long pid = gmp_sys0(SYS_getpid);
   int n = 0;
   while (got) {
     int sig = __builtin_ctzll(got) + 1;
     got &= got - 1;
     siginfo_t info;
-    if (si) {
-      info = si[sig - 1];
-    } else {
-      memset(&info, 0, sizeof info);
-      info.si_signo = sig;
-      info.si_code = SI_TKILL;
-      info.si_pid = (pid_t)pid;
-    }
+    queued_info(g, sig, &info, pid);
     struct ksigaction ka;
     if (!action_of(sig, &ka) || !(ka.flags & SA_RESTART))
       *restart_all = false;
