@@ -138,10 +138,27 @@ void gmp_fd_new(int fd, int kind, unsigned flags)
   d->peer = -1;
   d->peer_gen = 0;
   d->rcvtimeo = d->sndtimeo = 0;
+  atomic_store(&d->sigfd_mask, 0);
   atomic_store(&d->flags, (uint8_t)flags);
   atomic_store(&d->kind, (uint8_t)kind);
   gmp_spin_unlock(&d->lock);
   gmp_fd_wake_all(d);
+}
+
+void gmp_fd_new_sigfd(int fd, unsigned flags, uint64_t mask)
+{
+  struct gmp_fd *d = gmp_fd_get(fd);
+  if (!d)
+    return;
+  if (atomic_load(&d->sigfd_mask) && atomic_load(&d->kind) == FDK_STREAM) {
+    atomic_store(&d->sigfd_mask, mask); /* signalfd(fd, new mask): same file */
+    return;
+  }
+  gmp_fd_new(fd, FDK_UNKNOWN, flags);
+  gmp_spin_lock(&d->lock);
+  atomic_store(&d->sigfd_mask, mask);
+  atomic_store(&d->kind, FDK_STREAM);
+  gmp_spin_unlock(&d->lock);
 }
 
 /* What an fd the runtime did not see being made is: a socket, a pipe or

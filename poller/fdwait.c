@@ -93,6 +93,7 @@ void gmp_fd_closing(int fd)
   /* The number is free: whatever gets it next (perhaps opened by glibc
    * itself, behind the wrappers) is looked at afresh. */
   atomic_store(&d->kind, FDK_UNKNOWN);
+  atomic_store(&d->sigfd_mask, 0);
   atomic_store(&d->epoch, 0);
   atomic_store(&d->outepoch, 0);
   d->peer = -1;

@@ -71,6 +71,10 @@ struct gmp_fd {
   uint32_t peer_gen;      /* its gen when recorded */
   int64_t rcvtimeo;       /* SO_RCVTIMEO in ns, 0: none */
   int64_t sndtimeo;       /* SO_SNDTIMEO in ns, 0: none */
+  /* A signalfd made through the wrapper: the signals it reads (the
+   * reading G's own queued ones included, preload/signalfd.c); 0: not a
+   * signalfd. */
+  _Atomic uint64_t sigfd_mask;
 };
 
 /* The descriptor of fd, or NULL when fd is negative or beyond what the
@@ -79,6 +83,10 @@ struct gmp_fd *gmp_fd_get(int fd);
 /* A new file got number fd (from socket, accept, pipe, dup, open, ...):
  * forget what the number meant before. */
 void gmp_fd_new(int fd, int kind, unsigned flags);
+/* fd is a signalfd reading mask (a new one, a dup, or a new mask). Always
+ * pollable, whatever RWF_NOWAIT does on this kernel: its readers park on
+ * the poller and read once it (or their own signal queue) has one. */
+void gmp_fd_new_sigfd(int fd, unsigned flags, uint64_t mask);
 /* The kind of fd, looked at (fstat, F_GETFL) the first time. */
 int gmp_fd_kind(int fd, struct gmp_fd *d);
 /* Were pipes, FIFOs and eventfds found to honour RWF_NOWAIT? */

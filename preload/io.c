@@ -32,8 +32,6 @@
 
 #include "preload/io.h"
 
-typedef long (*io_fn)(void *ctx, int kind);
-
 struct blk {
   io_fn fn;
   void *ctx;
@@ -74,6 +72,11 @@ static long io_run(int fd, bool write, bool nb_call, io_fn fn, void *ctx)
   long r = io_loop(fd, write, nb_call, fn, ctx);
   gmp_preempt_point();
   return r;
+}
+
+long io_read_with(int fd, io_fn fn, void *ctx)
+{
+  return io_run(fd, false, false, fn, ctx);
 }
 
 static long io_loop(int fd, bool write, bool nb_call, io_fn fn, void *ctx)
@@ -123,6 +126,8 @@ static long io_loop(int fd, bool write, bool nb_call, io_fn fn, void *ctx)
       gmp_testcancel();
       continue;
     case EINTR:
+      if (gmp_sigwake_pending())
+        continue; /* a signal a signalfd read takes, queued for the G */
       /* SA_RESTART restarts reads, writes, accept: unless the socket has
        * a timeout (signal(7)). */
       if (gmp_sig_restart() && !(write ? d->sndtimeo : d->rcvtimeo))
@@ -248,6 +253,8 @@ GMP_EXPORT ssize_t read(int fd, void *buf, size_t n)
   struct gmp_fd *d;
   if (io_is_plain(fd, &d))
     return io_ret(io_plain3(SYS_read, fd, (long)buf, (long)n));
+  if (atomic_load_explicit(&d->sigfd_mask, memory_order_relaxed))
+    return io_ret(gmp_sigfd_read(fd, d, buf, n));
   struct rw c = {.fd = fd, .buf = buf, .len = n};
   return io_ret(io_run(fd, false, false, read_fn, &c));
 }
@@ -765,6 +772,11 @@ static void dup_view(int oldfd, int newfd)
   struct gmp_fd *o = gmp_fd_get(oldfd);
   int kind = o ? gmp_fd_kind(oldfd, o) : FDK_UNKNOWN;
   unsigned flags = o ? atomic_load(&o->flags) : 0;
+  uint64_t sigfd = o ? atomic_load(&o->sigfd_mask) : 0;
+  if (sigfd) {
+    gmp_fd_new_sigfd(newfd, flags & FDF_NONBLOCK, sigfd);
+    return;
+  }
   gmp_fd_new(newfd, kind == FDK_NOPOLL ? FDK_UNKNOWN : kind, flags & (FDF_NONBLOCK | FDF_FORCED));
   struct gmp_fd *n = gmp_fd_get(newfd);
   if (o && n) {

@@ -6,6 +6,8 @@
 #define GMP_PRELOAD_IO_H
 
 #include <dlfcn.h>
+#include <poll.h>
+#include <sys/select.h>
 #include <sys/types.h>
 
 #include "poller/netpoll.h"
@@ -55,6 +57,26 @@ static inline bool io_retry_eintr_nr(void)
 /* Run call(ctx) (returning a raw result) as a blocking system call: the
  * G's P is handed to another M if it blocks. */
 long io_blocking(long (*call)(void *ctx), void *ctx);
+
+/* fn(ctx, kind) makes one attempt at a call (kind: enum gmp_fdkind),
+ * returning a raw result; -EAGAIN: it would block. */
+typedef long (*io_fn)(void *ctx, int kind);
+
+/* A read-like call on fd through the poller (io.c's core loop): fn is
+ * tried, and while it would block and the program's view of fd is
+ * blocking, the G parks until fd may have moved. */
+long io_read_with(int fd, io_fn fn, void *ctx);
+
+/* signalfd.c: a read of a signalfd made through the wrapper (d's
+ * sigfd_mask set), the G's own queued signals included. */
+long gmp_sigfd_read(int fd, struct gmp_fd *d, void *buf, size_t n);
+/* The signals that signalfds among these fds read (0: none). */
+uint64_t gmp_sigfd_poll_mask(const struct pollfd *fds, nfds_t n);
+uint64_t gmp_sigfd_select_mask(int n, const fd_set *r);
+/* After the kernel's look (ready: its result): signalfds the G has queued
+ * signals for are readable too. Returns the new count. */
+long gmp_sigfd_poll_fix(struct pollfd *fds, nfds_t n, long ready);
+long gmp_sigfd_select_fix(int n, fd_set *r, const fd_set *asked, long ready);
 
 /* Deadline from a relative timeout in ns (< 0: none). */
 static inline int64_t io_deadline_after(int64_t ns)

@@ -82,6 +82,8 @@ static int wait_one(struct gmp_fd *d, int fd, bool write, int64_t deadline, chec
       gmp_testcancel();
       continue;
     case EINTR: /* never restarted, whatever SA_RESTART says (signal(7)) */
+      if (gmp_sigwake_pending())
+        continue; /* queued for the G, for a signalfd waited on */
       *res = -EINTR;
       return 0;
     default:
@@ -158,18 +160,33 @@ static long wait_ready(struct pollfd *fds, nfds_t n, int64_t deadline, check_fn 
 struct pctx {
   struct pollfd *fds;
   nfds_t n;
+  uint64_t sigfd; /* what signalfds among fds read (signalfd.c) */
 };
 
 static long poll_check(void *arg, int64_t t)
 {
   struct pctx *c = arg;
   struct timespec ts = {t / 1000000000, t % 1000000000};
-  return gmp_sys6(SYS_ppoll, c->fds, c->n, t < 0 ? NULL : &ts, NULL, 8, 0);
+  long r = gmp_sys6(SYS_ppoll, c->fds, c->n, t < 0 ? NULL : &ts, NULL, 8, 0);
+  return c->sigfd ? gmp_sigfd_poll_fix(c->fds, c->n, r) : r;
+}
+
+/* A wait for fds among which signalfds read sigfd: a signal queued for
+ * the G that one of them reads ends the wait (signalfd.c). */
+static long wait_ready_sigfd(struct pollfd *fds, nfds_t n, int64_t deadline, check_fn check,
+                             void *ctx, uint64_t sigfd)
+{
+  if (!sigfd)
+    return wait_ready(fds, n, deadline, check, ctx);
+  uint64_t outer = gmp_sigwake_swap(sigfd);
+  long r = wait_ready(fds, n, deadline, check, ctx);
+  gmp_sigwake_swap(outer);
+  return r;
 }
 
 static long do_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 {
-  struct pctx c = {fds, n};
+  struct pctx c = {fds, n, gmp_sigfd_poll_mask(fds, n)};
   gmp_testcancel();
   long r = poll_check(&c, 0);
   if (r != 0 || timeout_ns == 0)
@@ -181,7 +198,7 @@ static long do_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
       gmp_testcancel();
     return 0;
   }
-  return wait_ready(fds, n, deadline, poll_check, &c);
+  return wait_ready_sigfd(fds, n, deadline, poll_check, &c, c.sigfd);
 }
 
 GMP_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -245,6 +262,7 @@ struct sctx {
   fd_set *r, *w, *e;
   fd_set r0, w0, e0; /* the program's sets, restored before each look */
   const sigset_t *mask;
+  uint64_t sigfd; /* what signalfds in the read set read (signalfd.c) */
 };
 
 static long select_check(void *arg, int64_t t)
@@ -268,7 +286,7 @@ static long select_check(void *arg, int64_t t)
     if (c->e)
       *c->e = c->e0;
   }
-  return r;
+  return c->sigfd ? gmp_sigfd_select_fix(c->n, c->r, &c->r0, r) : r;
 }
 
 static long do_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t t, const sigset_t *mask)
@@ -291,6 +309,7 @@ static long do_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t t, const s
   if (r) c.r0 = *r;
   if (w) c.w0 = *w;
   if (e) c.e0 = *e;
+  c.sigfd = gmp_sigfd_select_mask(n, r);
   gmp_testcancel();
   long res = select_check(&c, 0);
   if (res != 0 || t == 0)
@@ -315,7 +334,7 @@ static long do_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t t, const s
       gmp_testcancel();
     return select_check(&c, 0);
   }
-  res = wait_ready(fds, k, deadline, select_check, &c);
+  res = wait_ready_sigfd(fds, k, deadline, select_check, &c, c.sigfd);
   if (res < 0) {
     /* An error (EINTR above all) leaves the program's sets as they were,
      * as the kernel's select does: the first look, which found nothing,

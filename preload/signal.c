@@ -7,6 +7,7 @@
  * returns, so the handler runs in the calling G, as NPTL guarantees.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,16 @@ GMP_EXPORT int raise(int sig)
 {
   if (!gmp_self())
     return REAL(raise)(sig);
+  if (sig > 0 && sig < 65 && (gmp_sigmask_get() & (1ULL << (sig - 1)))) {
+    /* Blocked: pending for this thread, wherever it runs next (see
+     * gmp_signal_thread). */
+    int e = pthread_kill(pthread_self(), sig);
+    if (e) {
+      errno = e;
+      return -1;
+    }
+    return 0;
+  }
   /* No scheduling point between reading the M and the tgkill: the G
    * cannot move to another OS thread in between. */
   long r = gmp_sys3(SYS_tgkill, getpid(), gmp_current_ostid(), sig);

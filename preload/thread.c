@@ -340,9 +340,9 @@ GMP_EXPORT int pthread_setaffinity_np(pthread_t t, size_t sz, const cpu_set_t *s
   return 0;
 }
 
-/* Signals to a G (sched/signal.c): to itself, straight to the OS thread
- * running it (the handler runs before the call returns, as NPTL
- * guarantees); to another G, queued in that G, whose wait is ended and
+/* Signals to a G (sched/signal.c): to itself and not blocked, straight to
+ * the OS thread running it (the handler runs before the call returns, as
+ * NPTL guarantees); to another G, or blocked, queued in that G, whose wait is ended and
  * which runs the handler itself, on its own stack, when it next runs. */
 int gmp_signal_thread(struct g *g, siginfo_t *info)
 {
@@ -353,8 +353,11 @@ int gmp_signal_thread(struct g *g, siginfo_t *info)
     return ESRCH;
   if (sig == 0)
     return 0;
-  if (g == gmp_self()) {
-    /* No scheduling point between reading the M and the syscall. */
+  if (g == gmp_self() && !(gmp_sigmask_get() & (1ULL << (sig - 1)))) {
+    /* No scheduling point between reading the M and the syscall. A
+     * signal the G blocks is queued in it instead, like any other: left
+     * pending on this OS thread, it would stay behind when the G moves on
+     * to another, and go to whichever G runs here next and accepts it. */
     long r = gmp_sys4(SYS_rt_tgsigqueueinfo, getpid(), gmp_current_ostid(), sig, info);
     return r < 0 ? (int)-r : 0;
   }

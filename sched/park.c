@@ -63,7 +63,7 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
   }
   /* The same pairing with gmp_signal_g: a signal queued for us before we
    * published the park state is seen here. */
-  if (atomic_load(&g->sigpend) & ~g->sigmask) {
+  if (atomic_load(&g->sigpend) & (~g->sigmask | atomic_load(&g->sigwait_set))) {
     pl_remove(b, &g->wait);
     atomic_store(&g->park_state, seq << 1);
     gmp_spin_unlock(&b->lock);
@@ -363,7 +363,7 @@ int gmp_sleep_until(int64_t deadline)
     gmp_leave_runtime(p);
     return GMP_PARK_CANCELED;
   }
-  if (atomic_load(&g->sigpend) & ~g->sigmask) {
+  if (atomic_load(&g->sigpend) & (~g->sigmask | atomic_load(&g->sigwait_set))) {
     atomic_store(&g->park_state, seq << 1);
     gmp_leave_runtime(p);
     gmp_sig_check(g);

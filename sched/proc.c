@@ -1080,6 +1080,12 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   struct g *creator = gmp_curg_raw();
   g->sigmask = creator->sigmask; /* POSIX: a new thread inherits its creator's mask */
   g->sigmask_eff = creator->sigmask_eff;
+  /* ... and starts with no signal pending (a G from the free list may
+   * have died with some queued: they were its own). */
+  atomic_store_explicit(&g->sigpend, 0, memory_order_relaxed);
+  atomic_store_explicit(&g->sigwait_set, 0, memory_order_relaxed);
+  atomic_store_explicit(&g->urg_eintr, 0, memory_order_relaxed);
+  g->last_sig = 0;
   /* Plain (not seq_cst) stores: nobody else sees this G until it is
    * published by gmp_ready_p's release store into a run queue (or the
    * program passes the pthread_t on through its own synchronisation);

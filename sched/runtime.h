@@ -241,11 +241,13 @@ struct g {
    * the EINTR is the program's). Kept on the G, not its M: exitsyscall
    * may resume the G on another M before the wrapper looks. */
   _Atomic int urg_eintr;
-  /* The signals this G waits for in sigwait/sigwaitinfo/sigtimedwait
-   * (0: none). They are blocked (sigwait's contract), so a signal queued
-   * for the G (rule 3 in signal.c) would otherwise wait until the G
-   * unblocks it: the queuer kicks the G's M instead, and the wait, which
-   * takes the runtime's SIGURG too, comes back to look at the queue. */
+  /* The signals this G waits for although it blocks them (0: none): in
+   * sigwait/sigwaitinfo/sigtimedwait, or reading or polling a signalfd
+   * (preload/signalfd.c). A signal queued for the G (rule 3 in signal.c)
+   * would otherwise wait until the G unblocks it: the queuer ends the
+   * G's park (park.c ends one too if such a signal is already queued),
+   * or kicks its M: the sigwait, which takes the runtime's SIGURG too,
+   * comes back to look at the queue. */
   _Atomic uint64_t sigwait_set;
 
   char name[GMP_MAX_NAME];

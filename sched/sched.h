@@ -161,6 +161,19 @@ void gmp_sigmask_set(uint64_t mask);
  * (deadline passed), -EINTR (a handler ran). Signals queued for the G
  * (pthread_kill) count, as the kernel's own do. */
 int gmp_sigwait_once(uint64_t set, void *siginfo, int64_t deadline);
+/* signalfd (preload/signalfd.c). The running G's queued signals of set
+ * (its own, sent with pthread_kill & co: the kernel's signalfd only sees
+ * the OS thread's and the process's): take the lowest into *siginfo and
+ * return its number, or 0. */
+int gmp_sig_take(uint64_t set, void *siginfo);
+/* The signals queued for the running G that it blocks (sigpending). */
+uint64_t gmp_sig_queued_blocked(void);
+/* Publish the blocked signals the running G waits for (see sigwait_set
+ * in runtime.h); returns the previous set, to restore. */
+uint64_t gmp_sigwake_swap(uint64_t set);
+/* After a wait ended with GMP_PARK_INTERRUPTED / EINTR: was it for one of
+ * those signals (then look again rather than fail with EINTR)? */
+bool gmp_sigwake_pending(void);
 /* Send a signal to g (pthread_kill, pthread_sigqueue): its handler runs in
  * g, on whichever OS thread runs it, as soon as g runs with the signal
  * unblocked; a wait of g is ended (EINTR, or a spurious wake-up where

@@ -173,6 +173,10 @@ void gmp_signal_g(struct g *g, const void *infop)
      * (both seq_cst): it finds the signal there, or its M gets a SIGURG,
      * which its wait takes and which sends it back to the queue. */
     if (atomic_load(&g->sigwait_set) & SIGBIT(sig)) {
+      /* Parked (reading a signalfd): the park ends. Else in sigwait's
+       * system call, or about to wait: a kick. */
+      if (gmp_park_interrupt(g, GMP_PARK_INTERRUPTED))
+        return;
       int ostid = gmp_g_ostid(g);
       if (ostid)
         gmp_interrupt_ostid(ostid);
@@ -219,6 +223,28 @@ static int take_queued(struct g *g, uint64_t set, siginfo_t *info)
   return sig;
 }
 
+int gmp_sig_take(uint64_t set, void *infop)
+{
+  return take_queued(gmp_curg_raw(), set, infop);
+}
+
+uint64_t gmp_sig_queued_blocked(void)
+{
+  struct g *g = gmp_curg_raw();
+  return atomic_load(&g->sigpend) & g->sigmask;
+}
+
+uint64_t gmp_sigwake_swap(uint64_t set)
+{
+  return atomic_exchange(&gmp_curg_raw()->sigwait_set, set);
+}
+
+bool gmp_sigwake_pending(void)
+{
+  struct g *g = gmp_curg_raw();
+  return (atomic_load(&g->sigpend) & atomic_load(&g->sigwait_set)) != 0;
+}
+
 int gmp_sigwait_once(uint64_t set, void *infop, int64_t deadline)
 {
   struct g *g = gmp_curg_raw();
@@ -228,7 +254,7 @@ int gmp_sigwait_once(uint64_t set, void *infop, int64_t deadline)
    * and ends it at once, so no kick is lost between the look at the
    * queue and the system call. */
   uint64_t kset = set | URG_SIGBIT;
-  atomic_store(&g->sigwait_set, set);
+  uint64_t outer = atomic_exchange(&g->sigwait_set, set);
   gmp_sigwait_mask(true);
   long r = take_queued(g, set, info);
   if (!r) {
@@ -245,7 +271,7 @@ int gmp_sigwait_once(uint64_t set, void *infop, int64_t deadline)
     r = gmp_sys4(SYS_rt_sigtimedwait, &kset, info, lp, 8);
     gmp_exitsyscall();
   }
-  atomic_store(&g->sigwait_set, 0);
+  atomic_store(&g->sigwait_set, outer); /* a handler's sigwait in a wait */
   /* On whichever M the G is now (the system call may have cost it its P
    * and its M): its own mask again. */
   gmp_sigwait_mask(false);
@@ -280,6 +306,9 @@ int gmp_sig_flush(struct g *g, bool *restart_all)
   uint64_t got = atomic_fetch_and(&g->sigpend, ~want) & want;
   long pid = gmp_sys0(SYS_getpid);
   int n = 0;
+  /* Not while the handlers run: a park of theirs (a mutex) would end at
+   * once, again and again, for a signal only the outer wait takes. */
+  uint64_t waking = atomic_exchange(&g->sigwait_set, 0);
   while (got) {
     int sig = __builtin_ctzll(got) + 1;
     got &= got - 1;
@@ -296,6 +325,7 @@ int gmp_sig_flush(struct g *g, bool *restart_all)
     gmp_sys4(SYS_rt_tgsigqueueinfo, pid, g->m->ostid, sig, &info);
     n++;
   }
+  atomic_store(&g->sigwait_set, waking);
   return n;
 }
 
