@@ -89,13 +89,7 @@ static void tramp(int sig, siginfo_t *si, void *ucv)
     m |= 1ULL << (sig - 1);
     memcpy(&uc->uc_sigmask, &m, 8);
     gmp_sig_blocked_on_m();
-    long pid = gmp_sys0(SYS_getpid);
-    if (gmp_sys3(SYS_rt_sigqueueinfo, pid, sig, si) == -EPERM) {
-      /* The kernel lets only the sender itself use its own codes. */
-      siginfo_t q = *si;
-      q.si_code = SI_QUEUE;
-      gmp_sys3(SYS_rt_sigqueueinfo, pid, sig, &q);
-    }
+    gmp_sig_to_process(si);
     errno = saved;
     return;
   }

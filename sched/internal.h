@@ -221,6 +221,9 @@ void gmp_ctl_poll(void);
 
 /* signals (signal.c) */
 uint64_t gmp_idle_sigmask(void);
+/* signal.c: the signals the process sent that were given to g and that
+ * it had not taken when it died go back to the process (gdestroy). */
+void gmp_sig_dead(struct g *g);
 uint64_t gmp_sysmon_sigmask(void);
 /* Deliver the current G's queued, unblocked signals in its context.
  * Returns how many; *restart_all: all of their handlers have SA_RESTART. */

@@ -1083,6 +1083,7 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   /* ... and starts with no signal pending (a G from the free list may
    * have died with some queued: they were its own). */
   atomic_store_explicit(&g->sigpend, 0, memory_order_relaxed);
+  atomic_store_explicit(&g->sigpend_proc, 0, memory_order_relaxed);
   atomic_store_explicit(&g->sigwait_set, 0, memory_order_relaxed);
   atomic_store_explicit(&g->urg_eintr, 0, memory_order_relaxed);
   g->last_sig = 0;
@@ -1385,6 +1386,18 @@ _Noreturn void gmp_goexit(void *retval)
    * and from a thread context, so atexit handlers run in one. */
   if (atomic_fetch_sub(&gmp_sched.ngoroutines, 1) == 1)
     exit(0);
+  /* From here on the thread accepts no signal, as a dying native thread
+   * accepts none: a process-directed one that lands on this OS thread
+   * after the switch out (gmp_sig_on_g0: until gdestroy the G is still
+   * RUNNING, and the M still has its mask), or that sysmon hands out,
+   * must go to a thread that will run its handler, not be queued in one
+   * that vanishes with it (a kill was lost so under load). Only the
+   * recorded mask: a system call on every exit would cost more than the
+   * rest of it, and a signal the kernel still delivers to this OS thread
+   * before the switch runs its handler here, in a thread still alive. */
+  gmp_sig_check(g);
+  g->sigmask = gmp_idle_sigmask();
+  __atomic_signal_fence(__ATOMIC_SEQ_CST); /* before the switch, for the handler on g0 */
   mcall(g, MREQ_EXIT);
   gmp_fatal("a dead G was resumed");
 }
@@ -1393,6 +1406,14 @@ _Noreturn void gmp_goexit(void *retval)
 static void gdestroy(struct m *m, struct g *g)
 {
   atomic_store_explicit(&g->status, G_DEAD, memory_order_release);
+  /* Signals the process sent that were given to this thread and that it
+   * did not take go back (gmp_sig_dead). One sysmon gives it between its
+   * look at our mask (still accepting) and this load is handed back by
+   * sysmon itself, which looks at the status after queueing (no fence
+   * here: a thread's exit is too hot a path for one, and the window is
+   * that of a few instructions against a switch). */
+  if (__builtin_expect(atomic_load_explicit(&g->sigpend_proc, memory_order_relaxed) != 0, 0))
+    gmp_sig_dead(g);
   PSTAT_ADD(m->p->st.exited, 1);
   int js = JOIN_JOINABLE;
   if (atomic_compare_exchange_strong(&g->joinstate, &js, JOIN_EXITED)) {

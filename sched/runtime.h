@@ -235,6 +235,12 @@ struct g {
   _Atomic uint64_t sigpend;
   _Atomic(void *) siginfo;
   int last_sig;
+  /* Of sigpend, those sent to the process that the runtime gave to this
+   * thread (gmp_sig_on_g0, sysmon's rescue): if the thread ends before it
+   * takes them they go back to the process, where the kernel would have
+   * kept them for another thread; a signal sent to the thread itself dies
+   * with it, as natively. */
+  _Atomic uint64_t sigpend_proc;
   /* A runtime SIGURG interrupted a system call of this G (EINTR): the
    * call is restarted as SA_RESTART would, unless a signal of the
    * program's delivered with it has a handler without SA_RESTART (then 2:

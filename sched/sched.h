@@ -185,6 +185,10 @@ void gmp_sig_blocked_on_m(void);
 /* In a signal handler on an M's scheduler context: give the signal to the
  * G this M is switching to, if it accepts it (signal.c). */
 bool gmp_sig_on_g0(const void *info);
+/* Give a signal back to the process, for a thread that accepts it
+ * (async-signal-safe; the kernel lets only a sender use its own codes:
+ * another's goes as a sigqueue). */
+void gmp_sig_to_process(const void *info);
 /* Does the runtime own SIGURG (the program had no handler at start)? A
  * SIGURG the runtime did not send is passed to chain(sig, siginfo, uc). */
 bool gmp_owns_sigurg(void);

@@ -147,11 +147,46 @@ bool gmp_sig_on_g0(const void *infop)
   if (!g || g->is_g0 || sig < 1 || sig > 64 || (g->sigmask & SIGBIT(sig)) ||
       atomic_load(&g->status) != G_RUNNING)
     return false;
+  /* One of a kind per thread: a second real-time signal of the same
+   * number would be merged into the first here, while the process queues
+   * them all. */
+  if (atomic_load(&g->sigpend) & SIGBIT(sig))
+    return false;
   siginfo_t *si = atomic_load(&g->siginfo);
   if (si)
     si[sig - 1] = *info;
+  atomic_fetch_or(&g->sigpend_proc, SIGBIT(sig));
   atomic_fetch_or(&g->sigpend, SIGBIT(sig));
   return true;
+}
+
+/* Give a signal back to the process, for a thread that accepts it
+ * (async-signal-safe). The kernel lets only the sender itself use the
+ * sender's codes (SI_USER, SI_TKILL, kernel ones): then as a sigqueue. */
+void gmp_sig_to_process(const void *infop)
+{
+  const siginfo_t *info = infop;
+  long pid = gmp_sys0(SYS_getpid);
+  if (gmp_sys3(SYS_rt_sigqueueinfo, pid, info->si_signo, info) == -EPERM) {
+    siginfo_t q = *info;
+    q.si_code = SI_QUEUE;
+    gmp_sys3(SYS_rt_sigqueueinfo, pid, info->si_signo, &q);
+  }
+}
+
+static void queued_info(struct g *g, int sig, siginfo_t *info, long pid);
+
+void gmp_sig_dead(struct g *g)
+{
+  uint64_t proc = atomic_exchange(&g->sigpend_proc, 0);
+  uint64_t back = atomic_exchange(&g->sigpend, 0) & proc;
+  while (back) {
+    int sig = __builtin_ctzll(back) + 1;
+    back &= back - 1;
+    siginfo_t info;
+    queued_info(g, sig, &info, gmp_sys0(SYS_getpid));
+    gmp_sig_to_process(&info);
+  }
 }
 
 void gmp_signal_g(struct g *g, const void *infop)
@@ -219,6 +254,7 @@ static int take_queued(struct g *g, uint64_t set, siginfo_t *info)
     return 0;
   int sig = __builtin_ctzll(have) + 1;
   atomic_fetch_and(&g->sigpend, ~SIGBIT(sig));
+  atomic_fetch_and(&g->sigpend_proc, ~SIGBIT(sig));
   queued_info(g, sig, info, gmp_sys0(SYS_getpid));
   return sig;
 }
@@ -304,6 +340,7 @@ int gmp_sig_flush(struct g *g, bool *restart_all)
   if (!want)
     return 0;
   uint64_t got = atomic_fetch_and(&g->sigpend, ~want) & want;
+  atomic_fetch_and(&g->sigpend_proc, ~got);
   long pid = gmp_sys0(SYS_getpid);
   int n = 0;
   /* Not while the handlers run: a park of theirs (a mutex) would end at
@@ -396,6 +433,8 @@ void gmp_sig_rescue(void)
     gmp_for_each_tcb(scan_tcb, &a);
     if (!a.found)
       continue; /* every thread blocks it: it stays pending, as natively */
+    if (atomic_load(&a.found->sigpend) & SIGBIT(sig))
+      continue; /* not merged into one it has yet to take: next round */
     struct ksigaction ka;
     if (!action_of(sig, &ka))
       continue;
@@ -409,7 +448,11 @@ void gmp_sig_rescue(void)
     }
     siginfo_t info;
     struct timespec zero = {0, 0};
-    if (gmp_sys4(SYS_rt_sigtimedwait, &one, &info, &zero, 8) == sig)
+    if (gmp_sys4(SYS_rt_sigtimedwait, &one, &info, &zero, 8) == sig) {
+      atomic_fetch_or(&a.found->sigpend_proc, one);
       gmp_signal_g(a.found, &info);
+      if (atomic_load(&a.found->status) == G_DEAD)
+        gmp_sig_dead(a.found); /* it ended meanwhile (see gdestroy) */
+    }
   }
 }
