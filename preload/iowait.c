@@ -189,8 +189,10 @@ static long do_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
   struct pctx c = {fds, n, gmp_sigfd_poll_mask(fds, n)};
   gmp_testcancel();
   long r = poll_check(&c, 0);
-  if (r != 0 || timeout_ns == 0)
+  if (r != 0 || timeout_ns == 0) {
+    gmp_preempt_point(); /* see do_epoll */
     return r;
+  }
   int64_t deadline = io_deadline_after(timeout_ns);
   if (n == 0) { /* a sleep */
     while (gmp_sleep_until(deadline == GMP_NO_DEADLINE ? INT64_MAX / 2 : deadline) ==
@@ -312,8 +314,10 @@ static long do_select(int n, fd_set *r, fd_set *w, fd_set *e, int64_t t, const s
   c.sigfd = gmp_sigfd_select_mask(n, r);
   gmp_testcancel();
   long res = select_check(&c, 0);
-  if (res != 0 || t == 0)
+  if (res != 0 || t == 0) {
+    gmp_preempt_point(); /* see do_epoll */
     return res;
+  }
   int64_t deadline = io_deadline_after(t);
   struct pollfd fds[FD_SETSIZE];
   nfds_t k = 0;
@@ -409,8 +413,13 @@ static long do_epoll(int epfd, struct epoll_event *ev, int max, int64_t t, const
   if (mask)
     return wait_blocking(epoll_check, &c, io_deadline_after(t));
   long r = epoll_check(&c, 0);
-  if (r != 0 || t == 0)
+  if (r != 0 || t == 0) {
+    /* A call that did not wait is a safe point for preemption: an event
+     * loop polling with a zero timeout, or always finding events, spends
+     * its time here and in libc, where no signal may switch it. */
+    gmp_preempt_point();
     return r;
+  }
   struct pollfd p = {epfd, POLLIN, 0};
   return wait_ready(&p, 1, io_deadline_after(t), epoll_check, &c);
 }

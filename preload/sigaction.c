@@ -71,9 +71,12 @@ static void run_handler(int sig, siginfo_t *si, void *uc)
     a.sa_handler(sig);
 }
 
-static void tramp(int sig, siginfo_t *si, void *ucv)
+/* A program's signal, caught by libgmp's handler. urg: it came through
+ * the runtime's SIGURG handler, whose mask blocks everything. */
+static void deliver(int sig, siginfo_t *si, void *ucv, bool urg)
 {
   uintptr_t slot = (uintptr_t)gmp_tcb_slot_get();
+  ucontext_t *uc = ucv;
   if (gmp_running && (slot & GMP_SLOT_G0)) {
     int saved = errno;
     /* On an M's scheduler, switching to a G that accepts it: the G's. */
@@ -83,7 +86,6 @@ static void tramp(int sig, siginfo_t *si, void *ucv)
     }
     /* Else keep it blocked here from now on, and queue it to the process
      * again for a thread that accepts it. */
-    ucontext_t *uc = ucv;
     uint64_t m;
     memcpy(&m, &uc->uc_sigmask, 8);
     m |= 1ULL << (sig - 1);
@@ -93,14 +95,48 @@ static void tramp(int sig, siginfo_t *si, void *ucv)
     errno = saved;
     return;
   }
+  if (gmp_running && slot) {
+    if (urg) {
+      /* The mask the kernel would have given the program's own handler
+       * (the runtime's blocks everything): a handler that waits for
+       * another thread's signal must let it in. */
+      uint64_t want, add;
+      memcpy(&want, &uc->uc_sigmask, 8);
+      memcpy(&add, &prog[sig].sa_mask, 8);
+      want |= add;
+      if (!(prog[sig].sa_flags & SA_NODEFER))
+        want |= 1ULL << (sig - 1);
+      gmp_sys4(SYS_rt_sigprocmask, SIG_SETMASK, &want, NULL, 8);
+    }
+    /* In a G: its mask is the handler's while the handler runs. */
+    struct gmp_handler_save hs;
+    gmp_handler_enter(&hs);
+    run_handler(sig, si, ucv);
+    uint64_t back;
+    memcpy(&back, &uc->uc_sigmask, sizeof back);
+    gmp_handler_leave(&hs, back);
+    return;
+  }
   run_handler(sig, si, ucv);
 }
 
-/* SIGURG not sent by the runtime: the program's, if it wants it. */
+static void tramp(int sig, siginfo_t *si, void *ucv)
+{
+  deliver(sig, si, ucv, false);
+}
+
+/* SIGURG not sent by the runtime: the program's, if it handles it (its
+ * default is to ignore it). The runtime's handler then runs on the
+ * thread's own stack (gmp_preempt_urg_onstack), as the program's would:
+ * a handler that yields or waits may move its thread to another OS
+ * thread, its frame with it (haproxy's thread dump waits so). */
 static void urg_chain(int sig, void *si, void *uc)
 {
-  if (known[sig])
-    run_handler(sig, si, uc);
+  if (!known[sig] ||
+      (!(prog[sig].sa_flags & SA_SIGINFO) &&
+       (prog[sig].sa_handler == SIG_DFL || prog[sig].sa_handler == SIG_IGN)))
+    return;
+  deliver(sig, si, uc, true);
 }
 
 static bool virtual_sig(int sig)
@@ -155,7 +191,10 @@ GMP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
   }
   if (r == 0 && act) {
     if (urg) {
-      /* the kernel keeps the runtime's handler; urg_chain calls this one */
+      /* The kernel keeps the runtime's handler; urg_chain calls this one,
+       * on the thread's stack if it is a handler. */
+      gmp_preempt_urg_onstack((act->sa_flags & SA_SIGINFO) ||
+                              (act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN));
     } else if (!(act->sa_flags & SA_SIGINFO) &&
                (act->sa_handler == SIG_IGN ||
                 (act->sa_handler == SIG_DFL && !term_default(sig)))) {

@@ -266,6 +266,30 @@ void gmp_preempt_init(bool enable)
   gmp_preempt_thread_init();
 }
 
+/* The handler runs on the per-M alternate stack so that its frame never
+ * lands on a small G stack; but a program's SIGURG handler, called from
+ * it, must run on its thread's own stack: one that yields or waits
+ * switches Gs, and the frame would be left on an alternate stack that the
+ * M's next SIGURG overwrites. While the program has a SIGURG handler, the
+ * runtime's handler runs on whatever stack was interrupted, as the
+ * program's own would natively. */
+void gmp_preempt_urg_onstack(bool program_handler)
+{
+  if (!urg_owned)
+    return;
+  struct sigaction sa;
+  if (__sigaction(PREEMPT_SIGNAL, NULL, &sa) != 0)
+    return;
+  bool onstack = !program_handler;
+  if (((sa.sa_flags & SA_ONSTACK) != 0) == onstack)
+    return;
+  if (onstack)
+    sa.sa_flags |= SA_ONSTACK;
+  else
+    sa.sa_flags &= ~SA_ONSTACK;
+  __sigaction(PREEMPT_SIGNAL, &sa, NULL);
+}
+
 bool gmp_preempt_enabled(void) { return preempt_on; }
 
 /* sysmon: the G on p has run for 10 ms without a scheduling point while
@@ -273,7 +297,18 @@ bool gmp_preempt_enabled(void) { return preempt_on; }
 void gmp_preempt_request(struct p *p, struct m *m, uint64_t tick)
 {
   atomic_store_explicit(&p->slice_end, 1, memory_order_relaxed);
-  if (!preempt_on || atomic_load(&m->in_preempt))
+  if (!preempt_on) {
+    /* No signal (GMP_DEBUG=asyncpreemptoff=1, or the program owns
+     * SIGURG): the G gives way at its next wrapper return, as the
+     * handler would have arranged for one in libc. m->curg may have moved
+     * on meanwhile: a G is never freed, and a spurious request costs one
+     * yield. */
+    struct g *g = m->curg;
+    if (g && !g->is_g0)
+      atomic_store_explicit(&g->preempt_coop, true, memory_order_relaxed);
+    return;
+  }
+  if (atomic_load(&m->in_preempt))
     return;
   m->preempt_tick = tick;
   atomic_store(&m->preempt_req, 1);

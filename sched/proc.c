@@ -1861,6 +1861,44 @@ int gmp_sigsuspend_prepare(uint64_t mask)
   return gmp_sig_flush(g, &restart);
 }
 
+/* The program's handler runs with the kernel's handler mask (the
+ * thread's, plus sa_mask and the signal). While it runs that is the G's
+ * mask, recorded as such: a handler that yields or waits switches this
+ * OS thread to other Gs, which must get their own masks back (with the
+ * handler's left in place, the next G ran with the signal blocked, and
+ * a signal re-sent for it went to whichever G unblocked it first), and
+ * resumes, maybe on another OS thread, with the handler's. */
+void gmp_handler_enter(struct gmp_handler_save *s)
+{
+  struct g *g = gmp_curg_raw();
+  uint64_t cur = 0;
+  gmp_sys4(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &cur, 8);
+  s->sigmask = g->sigmask;
+  s->sigmask_eff = g->sigmask_eff;
+  g->sigmask |= cur;
+  g->sigmask_eff = cur;
+  g->m->cur_mask = cur;
+}
+
+/* On the OS thread the G ends its handler on, just before sigreturn
+ * installs back (the frame's mask, which the handler may have changed):
+ * that is this M's mask, and the G's, from then on. Signals queued for
+ * the G that back unblocks are re-sent to this OS thread: delivered as
+ * soon as the sigreturn unblocks them, as natively. */
+void gmp_handler_leave(const struct gmp_handler_save *s, uint64_t back)
+{
+  struct g *g = gmp_curg_raw();
+  if ((back & ~URG_BIT) == s->sigmask_eff) {
+    g->sigmask = s->sigmask;
+    g->sigmask_eff = s->sigmask_eff;
+  } else {
+    g->sigmask = (back & ~URG_BIT) | (s->sigmask & URG_BIT);
+    g->sigmask_eff = back & ~URG_BIT;
+  }
+  g->m->cur_mask = back;
+  gmp_sig_check(g);
+}
+
 void gmp_sigwait_mask(bool urg_blocked)
 {
   struct g *g = gmp_curg_raw();

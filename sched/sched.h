@@ -185,6 +185,16 @@ void gmp_sig_blocked_on_m(void);
 /* In a signal handler on an M's scheduler context: give the signal to the
  * G this M is switching to, if it accepts it (signal.c). */
 bool gmp_sig_on_g0(const void *info);
+/* Around a program's signal handler run in a G (preload/sigaction.c):
+ * the kernel's handler mask becomes the G's while it runs; back is the
+ * mask the sigreturn will install (the signal frame's). */
+struct gmp_handler_save {
+  uint64_t sigmask, sigmask_eff;
+};
+void gmp_handler_enter(struct gmp_handler_save *s);
+void gmp_handler_leave(const struct gmp_handler_save *s, uint64_t back);
+/* The program has (true) or no longer has a SIGURG handler (preempt.c). */
+void gmp_preempt_urg_onstack(bool program_handler);
 /* Give a signal back to the process, for a thread that accepts it
  * (async-signal-safe; the kernel lets only a sender use its own codes:
  * another's goes as a sigqueue). */

@@ -30,6 +30,14 @@ GMP_DEBUG=nosuchkey=1 LD_PRELOAD=$lib "$prog" > "$tmp/out" 2> "$tmp/err"
 check "unknown GMP_DEBUG key: one line, program unchanged" \
   "[ \$(wc -l < '$tmp/err') -eq 1 ] && grep -q nosuchkey '$tmp/err' && cmp -s '$tmp/out' '$tmp/native.out'"
 
+# Without asynchronous preemption, an event loop that polls with a zero
+# timeout still gives way when its calls return (it starved the rest).
+starve=$build/tests/integration/poll_loop_starve
+GMP_MAXPROCS=2 GMP_DEBUG=asyncpreemptoff=1 timeout -s KILL 30 env LD_PRELOAD=$lib "$starve" \
+  > "$tmp/out" 2> "$tmp/err"
+check "asyncpreemptoff=1: zero-timeout poll loops do not starve a sleeper" \
+  "grep -q 'under 60 ms' '$tmp/out'"
+
 # The banner proves the preload took effect; GMP_DISABLE passes through.
 GMP_VERBOSE=1 GMP_MAXPROCS=3 LD_PRELOAD=$lib "$prog" > "$tmp/out" 2> "$tmp/err"
 check "GMP_VERBOSE=1 prints the banner with the settings" "grep -q '^libgmp 0.1.0: on; GMP_MAXPROCS=3' '$tmp/err'"
