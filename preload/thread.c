@@ -255,18 +255,6 @@ GMP_EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
   return 0;
 }
 
-/* A G has no CPU-time clock of its own: the kernel's per-thread clocks
- * measure the M, which runs many Gs. ENOENT is POSIX's answer for "no
- * per-thread CPU-time clock" and is what the program gets, rather than
- * the M's clock passed off as the thread's. */
-GMP_EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clk)
-{
-  struct g *g;
-  if (!gmp_self() || !(g = gmp_g_of(t)))
-    return REAL(pthread_getcpuclockid)(t, clk);
-  return ENOENT;
-}
-
 static int check_policy(int policy, int prio)
 {
   if (policy != SCHED_OTHER && policy != SCHED_FIFO && policy != SCHED_RR &&

@@ -1087,6 +1087,9 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   atomic_store_explicit(&g->sigwait_set, 0, memory_order_relaxed);
   atomic_store_explicit(&g->urg_eintr, 0, memory_order_relaxed);
   g->last_sig = 0;
+  g->cpu_ns = 0;
+  g->run_start = 0;
+  memset((void *)g->rt_extra, 0, sizeof g->rt_extra);
   /* Plain (not seq_cst) stores: nobody else sees this G until it is
    * published by gmp_ready_p's release store into a run queue (or the
    * program passes the pthread_t on through its own synchronisation);
@@ -1250,9 +1253,57 @@ static bool yield_noop(struct m *m)
 
 /* A G back on an M after a switch out of mcall_held or gmp_enter_runtime:
  * if it was switched to directly, finish the switcher's request. */
+/* ---- per-thread CPU-time clocks ----------------------------------------
+ * The kernel's per-thread clocks measure an M, which runs many Gs. A G's
+ * CPU time is the time it runs on one: counted from each switch in (or
+ * return from a blocking system call, where it sleeps) to the switch out
+ * (or the system call), once the program has asked for such a clock
+ * (pthread_getcpuclockid, CLOCK_THREAD_CPUTIME_ID in a G): two clock
+ * reads a switch are not paid by programs that never look. Time an M
+ * spends descheduled by the kernel while running a G is counted; time in
+ * blocking system calls is not (CPU or not). */
+bool gmp_cpuclock_on;
+
+static inline void cpu_stop(struct g *g)
+{
+  if (__builtin_expect(gmp_cpuclock_on, 0) && g->run_start) {
+    g->cpu_ns += gmp_nanotime() - g->run_start;
+    g->run_start = 0;
+  }
+}
+
+static inline void cpu_start(struct g *g)
+{
+  if (__builtin_expect(gmp_cpuclock_on, 0))
+    g->run_start = gmp_nanotime();
+}
+
+void gmp_cpuclock_enable(void)
+{
+  if (__atomic_load_n(&gmp_cpuclock_on, __ATOMIC_RELAXED))
+    return;
+  __atomic_store_n(&gmp_cpuclock_on, true, __ATOMIC_RELAXED);
+  struct g *g = gmp_curg();
+  if (g && !g->run_start)
+    g->run_start = gmp_nanotime(); /* the caller runs now */
+}
+
+int64_t gmp_g_cputime(struct g *g)
+{
+  int64_t t = __atomic_load_n(&g->cpu_ns, __ATOMIC_RELAXED);
+  int64_t s = __atomic_load_n(&g->run_start, __ATOMIC_RELAXED);
+  if (s) {
+    int64_t d = gmp_nanotime() - s;
+    if (d > 0)
+      t += d;
+  }
+  return t;
+}
+
 static void resumed(struct g *g)
 {
   struct m *m = g->m;
+  cpu_start(g);
   struct g *prev = m->prevg;
   if (prev) {
     m->prevg = NULL;
@@ -1272,6 +1323,7 @@ static void resumed(struct g *g)
 static void mcall_held(struct g *g, int req)
 {
   struct m *m = g->m;
+  cpu_stop(g);
   m->req = req;
   bool yield = req == MREQ_YIELD && !g->preempted;
   if (req == MREQ_PARK || yield || (req == MREQ_EXIT && !g->is_main)) {
@@ -1438,6 +1490,7 @@ void gmp_entersyscall_as(const char *name)
 {
   struct g *g = gmp_curg_raw();
   g->sysname = name;
+  cpu_stop(g);
   atomic_store_explicit(&g->insyscall, true, memory_order_relaxed);
   struct p *p = g->m->p;
   int s = P_USER;
@@ -1496,12 +1549,15 @@ void gmp_exitsyscall(void)
     /* Leaving a system call with the P kept is a safe point: a G that
      * makes short calls in a loop spends its time where the preemption
      * signal cannot switch it (preempt.c). */
+    cpu_start(g);
     if (__builtin_expect(atomic_load_explicit(&g->preempt_coop, memory_order_relaxed), 0))
       gmp_preempt_point();
     return;
   }
   m->p = NULL;
   gmp_leave_runtime(gmp_enter_runtime(g));
+  if (!g->run_start)
+    cpu_start(g); /* got a P without a switch */
 }
 
 /* ---- sysmon ------------------------------------------------------------------

@@ -241,6 +241,9 @@ struct g {
    * kept them for another thread; a signal sent to the thread itself dies
    * with it, as natively. */
   _Atomic uint64_t sigpend_proc;
+  /* Real-time signals queue: instances of one (SIGRTMIN..64) given to
+   * this thread while one was already pending in it, beyond that one. */
+  _Atomic uint8_t rt_extra[33];
   /* A runtime SIGURG interrupted a system call of this G (EINTR): the
    * call is restarted as SA_RESTART would, unless a signal of the
    * program's delivered with it has a handler without SA_RESTART (then 2:
@@ -269,6 +272,11 @@ struct g {
    * into the P's scheduling-latency histogram. */
   int64_t wait_since;
   int64_t runnable_since;
+  /* CPU-time clock (once the program asked for one, gmp_cpuclock_on):
+   * the time this G has run on an OS thread, cpu_ns up to the start of
+   * its current run, run_start (0: not running, or in a system call). */
+  int64_t cpu_ns;
+  int64_t run_start;
   uint32_t nready;
   /* GMP_TRACE only (traceev.c): the current run's start and P, the
    * current system call's start, and whether the run ends by preemption. */

@@ -98,6 +98,10 @@ struct g *gmp_g_of(pthread_t t);
  * ended). Walks every G: for the rare calls that name a thread by tid
  * (tgkill, sched_setaffinity, ...), never on a hot path. */
 struct g *gmp_g_of_tid(int tid);
+/* Per-thread CPU-time clocks (proc.c): turned on at the program's first
+ * request; a G's CPU time in ns so far. */
+void gmp_cpuclock_enable(void);
+int64_t gmp_g_cputime(struct g *g);
 pthread_t gmp_g_pthread(struct g *g);
 uint64_t gmp_g_id(struct g *g);
 

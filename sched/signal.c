@@ -33,6 +33,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,18 +112,52 @@ void gmp_setxid_init(void)
 
 /* ---- rule 3: per-G queue ----------------------------------------------- */
 
+/* A G's siginfo table (one slot per signal, 8 KiB), made on its first
+ * signal and kept with the G. Carved from shared 512 KiB chunks with raw
+ * mmap and atomics: async-signal-safe, so that a signal handler
+ * (gmp_sig_on_g0) can make one too, and one mapping per 64 threads, not
+ * per thread. A table lost to a racing maker is never reused: rare. */
+#define TABLES_PER_CHUNK 64
+#define TABLE_BYTES (64 * sizeof(siginfo_t))
+
+static _Atomic(char *) chunk_cur;
+static _Atomic(uintptr_t) chunk_used; /* tables handed out of chunk_cur */
+
+static siginfo_t *table_alloc(void)
+{
+  for (;;) {
+    char *c = atomic_load(&chunk_cur);
+    if (c) {
+      uintptr_t i = atomic_fetch_add(&chunk_used, 1);
+      if (i < TABLES_PER_CHUNK && atomic_load(&chunk_cur) == c)
+        return (siginfo_t *)(c + i * TABLE_BYTES);
+    }
+    long r = gmp_sys6(SYS_mmap, 0, TABLE_BYTES * TABLES_PER_CHUNK, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r < 0 && r > -4096)
+      return NULL;
+    /* Install it unless someone else did meanwhile; its first table is
+     * ours. */
+    char *fresh = (char *)r;
+    if (atomic_compare_exchange_strong(&chunk_cur, &c, fresh)) {
+      atomic_store(&chunk_used, 1);
+      return (siginfo_t *)fresh;
+    }
+    gmp_sys2(SYS_munmap, fresh, TABLE_BYTES * TABLES_PER_CHUNK);
+  }
+}
+
 static siginfo_t *infos(struct g *g)
 {
   siginfo_t *si = atomic_load(&g->siginfo);
   if (si)
     return si;
-  siginfo_t *fresh = calloc(64, sizeof *fresh);
+  siginfo_t *fresh = table_alloc();
   if (!fresh)
     return NULL; /* the signal is still delivered, with a plain siginfo */
   void *none = NULL;
   if (atomic_compare_exchange_strong(&g->siginfo, &none, fresh))
     return fresh;
-  free(fresh);
   return none;
 }
 
@@ -132,9 +167,9 @@ static siginfo_t *infos(struct g *g)
  * accepts it, it is the G's: queued in it, so the G runs the handler as
  * it resumes (a parked G checks its queue when its park returns), before
  * the code after its wait -- a thread woken by poll sees a signal sent
- * before the data it waited for. Async-signal-safe: no allocation (the
- * siginfo is kept only if the G's table exists). Returns false when the
- * M has no G to give it to (the caller re-queues it to the process). */
+ * before the data it waited for. Async-signal-safe: no allocation.
+ * Returns false when it does not give it to a G (the caller re-queues it
+ * to the process). */
 bool gmp_sig_on_g0(const void *infop)
 {
   const siginfo_t *info = infop;
@@ -147,14 +182,24 @@ bool gmp_sig_on_g0(const void *infop)
   if (!g || g->is_g0 || sig < 1 || sig > 64 || (g->sigmask & SIGBIT(sig)) ||
       atomic_load(&g->status) != G_RUNNING)
     return false;
-  /* One of a kind per thread: a second real-time signal of the same
-   * number would be merged into the first here, while the process queues
-   * them all. */
-  if (atomic_load(&g->sigpend) & SIGBIT(sig))
+  /* Already pending in it: a real-time signal queues (the unblocking
+   * that delivered this one delivers the next instance right after it);
+   * a standard one merges, as the kernel's own pending set would. Not
+   * refused: the G is being switched in and accepts it, and a refusal
+   * (blocked on this OS thread, back to the process) would leave it to
+   * run with the signal blocked. */
+  if (atomic_load(&g->sigpend) & SIGBIT(sig)) {
+    if (sig >= 32 && atomic_load(&g->rt_extra[sig - 32]) < 255)
+      atomic_fetch_add(&g->rt_extra[sig - 32], 1);
+    return true;
+  }
+  /* Its siginfo comes along (a timer's SI_TIMER and value, a sigqueue's
+   * value: haproxy's watchdog killed the process when its timer's signal
+   * arrived looking like a tkill). */
+  siginfo_t *si = infos(g);
+  if (!si)
     return false;
-  siginfo_t *si = atomic_load(&g->siginfo);
-  if (si)
-    si[sig - 1] = *info;
+  si[sig - 1] = *info;
   atomic_fetch_or(&g->sigpend_proc, SIGBIT(sig));
   atomic_fetch_or(&g->sigpend, SIGBIT(sig));
   return true;
@@ -185,7 +230,9 @@ void gmp_sig_dead(struct g *g)
     back &= back - 1;
     siginfo_t info;
     queued_info(g, sig, &info, gmp_sys0(SYS_getpid));
-    gmp_sig_to_process(&info);
+    int copies = 1 + (sig >= 32 ? atomic_exchange(&g->rt_extra[sig - 32], 0) : 0);
+    while (copies--)
+      gmp_sig_to_process(&info);
   }
 }
 
@@ -253,8 +300,12 @@ static int take_queued(struct g *g, uint64_t set, siginfo_t *info)
   if (!have)
     return 0;
   int sig = __builtin_ctzll(have) + 1;
-  atomic_fetch_and(&g->sigpend, ~SIGBIT(sig));
-  atomic_fetch_and(&g->sigpend_proc, ~SIGBIT(sig));
+  if (sig >= 32 && atomic_load(&g->rt_extra[sig - 32])) {
+    atomic_fetch_sub(&g->rt_extra[sig - 32], 1); /* another instance stays */
+  } else {
+    atomic_fetch_and(&g->sigpend, ~SIGBIT(sig));
+    atomic_fetch_and(&g->sigpend_proc, ~SIGBIT(sig));
+  }
   queued_info(g, sig, info, gmp_sys0(SYS_getpid));
   return sig;
 }
@@ -359,7 +410,9 @@ int gmp_sig_flush(struct g *g, bool *restart_all)
      * handler runs before the syscall returns (or, from the SIGURG
      * handler, right after it returns). No scheduling point in between,
      * so g is still on this M. */
-    gmp_sys4(SYS_rt_tgsigqueueinfo, pid, g->m->ostid, sig, &info);
+    int copies = 1 + (sig >= 32 ? atomic_exchange(&g->rt_extra[sig - 32], 0) : 0);
+    while (copies--)
+      gmp_sys4(SYS_rt_tgsigqueueinfo, pid, g->m->ostid, sig, &info);
     n++;
   }
   atomic_store(&g->sigwait_set, waking);
