@@ -1081,7 +1081,10 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   g->sigmask = creator->sigmask; /* POSIX: a new thread inherits its creator's mask */
   g->sigmask_eff = creator->sigmask_eff;
   /* ... and starts with no signal pending (a G from the free list may
-   * have died with some queued: they were its own). */
+   * have died with some queued: they were its own). Those the process
+   * sent, given to it by sysmon as it died, go back to the process. */
+  if (atomic_load(&g->sigpend_proc))
+    gmp_sig_dead(g);
   atomic_store_explicit(&g->sigpend, 0, memory_order_relaxed);
   atomic_store_explicit(&g->sigpend_proc, 0, memory_order_relaxed);
   atomic_store_explicit(&g->sigwait_set, 0, memory_order_relaxed);
@@ -1089,7 +1092,7 @@ static int go_held(struct p *p, pthread_t *out, void *(*fn)(void *), void *arg,
   g->last_sig = 0;
   g->cpu_ns = 0;
   g->run_start = 0;
-  memset((void *)g->rt_extra, 0, sizeof g->rt_extra);
+  memset((void *)g->rt_count, 0, sizeof g->rt_count);
   /* Plain (not seq_cst) stores: nobody else sees this G until it is
    * published by gmp_ready_p's release store into a run queue (or the
    * program passes the pthread_t on through its own synchronisation);
@@ -1457,13 +1460,15 @@ _Noreturn void gmp_goexit(void *retval)
 /* On g0: the G has switched out for good. */
 static void gdestroy(struct m *m, struct g *g)
 {
-  atomic_store_explicit(&g->status, G_DEAD, memory_order_release);
+  /* seq_cst: a full barrier between this store and the load of
+   * sigpend_proc below, against sysmon's rescue, which marks sigpend_proc
+   * and then loads the status: one of the two sees the other (without it
+   * the load could pass the store, both miss, and a signal is lost). */
+  atomic_store_explicit(&g->status, G_DEAD, memory_order_seq_cst);
   /* Signals the process sent that were given to this thread and that it
    * did not take go back (gmp_sig_dead). One sysmon gives it between its
    * look at our mask (still accepting) and this load is handed back by
-   * sysmon itself, which looks at the status after queueing (no fence
-   * here: a thread's exit is too hot a path for one, and the window is
-   * that of a few instructions against a switch). */
+   * sysmon itself, which looks at the status after queueing. */
   if (__builtin_expect(atomic_load_explicit(&g->sigpend_proc, memory_order_relaxed) != 0, 0))
     gmp_sig_dead(g);
   PSTAT_ADD(m->p->st.exited, 1);

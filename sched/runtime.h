@@ -241,9 +241,11 @@ struct g {
    * kept them for another thread; a signal sent to the thread itself dies
    * with it, as natively. */
   _Atomic uint64_t sigpend_proc;
-  /* Real-time signals queue: instances of one (SIGRTMIN..64) given to
-   * this thread while one was already pending in it, beyond that one. */
-  _Atomic uint8_t rt_extra[33];
+  /* Real-time signals queue: how many instances of each (32..64) are
+   * pending in this thread. The sigpend bit is set after a count goes up
+   * and cleared before it is taken, so it may be set with a count of 0
+   * (nothing to deliver), never clear with a count above 0 for long. */
+  _Atomic uint16_t rt_count[33];
   /* A runtime SIGURG interrupted a system call of this G (EINTR): the
    * call is restarted as SA_RESTART would, unless a signal of the
    * program's delivered with it has a handler without SA_RESTART (then 2:

@@ -112,6 +112,22 @@ void gmp_setxid_init(void)
 
 /* ---- rule 3: per-G queue ----------------------------------------------- */
 
+/* Queue one instance of sig in g: a real-time one is counted (they
+ * queue), a standard one is a bit (they merge, as in the kernel). The bit
+ * last, seq_cst: the pairing with a parking G (gmp_signal_g). */
+static void queue_one(struct g *g, int sig)
+{
+  if (sig >= 32 && atomic_load(&g->rt_count[sig - 32]) < UINT16_MAX)
+    atomic_fetch_add(&g->rt_count[sig - 32], 1);
+  atomic_fetch_or(&g->sigpend, SIGBIT(sig));
+}
+
+/* How many instances of sig to deliver now that its bit was cleared. */
+static int instances(struct g *g, int sig)
+{
+  return sig >= 32 ? atomic_exchange(&g->rt_count[sig - 32], 0) : 1;
+}
+
 /* A G's siginfo table (one slot per signal, 8 KiB), made on its first
  * signal and kept with the G. Carved from shared 512 KiB chunks with raw
  * mmap and atomics: async-signal-safe, so that a signal handler
@@ -182,26 +198,19 @@ bool gmp_sig_on_g0(const void *infop)
   if (!g || g->is_g0 || sig < 1 || sig > 64 || (g->sigmask & SIGBIT(sig)) ||
       atomic_load(&g->status) != G_RUNNING)
     return false;
-  /* Already pending in it: a real-time signal queues (the unblocking
-   * that delivered this one delivers the next instance right after it);
-   * a standard one merges, as the kernel's own pending set would. Not
-   * refused: the G is being switched in and accepts it, and a refusal
-   * (blocked on this OS thread, back to the process) would leave it to
-   * run with the signal blocked. */
-  if (atomic_load(&g->sigpend) & SIGBIT(sig)) {
-    if (sig >= 32 && atomic_load(&g->rt_extra[sig - 32]) < 255)
-      atomic_fetch_add(&g->rt_extra[sig - 32], 1);
-    return true;
-  }
   /* Its siginfo comes along (a timer's SI_TIMER and value, a sigqueue's
    * value: haproxy's watchdog killed the process when its timer's signal
-   * arrived looking like a tkill). */
+   * arrived looking like a tkill). Never refused once the G accepts it:
+   * a refusal (blocked on this OS thread, back to the process) would let
+   * the G run with the signal blocked. A second real-time instance (the
+   * unblocking that delivered one delivers the next right after) is
+   * counted; a standard one already pending merges, as in the kernel. */
   siginfo_t *si = infos(g);
   if (!si)
     return false;
   si[sig - 1] = *info;
   atomic_fetch_or(&g->sigpend_proc, SIGBIT(sig));
-  atomic_fetch_or(&g->sigpend, SIGBIT(sig));
+  queue_one(g, sig);
   return true;
 }
 
@@ -230,8 +239,7 @@ void gmp_sig_dead(struct g *g)
     back &= back - 1;
     siginfo_t info;
     queued_info(g, sig, &info, gmp_sys0(SYS_getpid));
-    int copies = 1 + (sig >= 32 ? atomic_exchange(&g->rt_extra[sig - 32], 0) : 0);
-    while (copies--)
+    for (int k = instances(g, sig); k > 0; k--)
       gmp_sig_to_process(&info);
   }
 }
@@ -248,7 +256,7 @@ void gmp_signal_g(struct g *g, const void *infop)
   /* The queue before the look at the park state (both seq_cst): a G
    * about to park checks the queue after publishing its park state
    * (park.c), so one of the two sees the other. */
-  atomic_fetch_or(&g->sigpend, SIGBIT(sig));
+  queue_one(g, sig);
   if (g->sigmask & SIGBIT(sig)) {
     /* Blocked: delivered when the G unblocks it, or taken by a sigwait.
      * One in progress publishes its set before it looks at the queue
@@ -300,8 +308,19 @@ static int take_queued(struct g *g, uint64_t set, siginfo_t *info)
   if (!have)
     return 0;
   int sig = __builtin_ctzll(have) + 1;
-  if (sig >= 32 && atomic_load(&g->rt_extra[sig - 32])) {
-    atomic_fetch_sub(&g->rt_extra[sig - 32], 1); /* another instance stays */
+  if (sig >= 32) {
+    /* One instance; the bit stays while others do. */
+    uint16_t c = atomic_load(&g->rt_count[sig - 32]);
+    while (c && !atomic_compare_exchange_weak(&g->rt_count[sig - 32], &c, c - 1))
+      ;
+    if (c <= 1) {
+      atomic_fetch_and(&g->sigpend, ~SIGBIT(sig));
+      /* A sender that counted one in between has set the bit, or will. */
+      if (atomic_load(&g->rt_count[sig - 32]))
+        atomic_fetch_or(&g->sigpend, SIGBIT(sig));
+    }
+    if (!c)
+      return take_queued(g, set & ~SIGBIT(sig), info); /* a stale bit */
   } else {
     atomic_fetch_and(&g->sigpend, ~SIGBIT(sig));
     atomic_fetch_and(&g->sigpend_proc, ~SIGBIT(sig));
@@ -410,7 +429,9 @@ int gmp_sig_flush(struct g *g, bool *restart_all)
      * handler runs before the syscall returns (or, from the SIGURG
      * handler, right after it returns). No scheduling point in between,
      * so g is still on this M. */
-    int copies = 1 + (sig >= 32 ? atomic_exchange(&g->rt_extra[sig - 32], 0) : 0);
+    int copies = instances(g, sig);
+    if (!copies)
+      continue; /* a stale bit: taken already */
     while (copies--)
       gmp_sys4(SYS_rt_tgsigqueueinfo, pid, g->m->ostid, sig, &info);
     n++;
@@ -446,8 +467,12 @@ static void scan_tcb(void *tcb, void *arg)
   struct accept_scan *a = arg;
   if (a->found)
     return;
+  /* Only a parked thread: one that is runnable takes the signal itself
+   * when it next runs (its mask applied at the switch, the kernel delivers
+   * there), and one that runs may be on its way out, to die and be reused
+   * with the signal queued in it before sysmon could tell. */
   struct g *g = gmp_live_g_of_tcb(tcb);
-  if (g && !(g->sigmask & a->bit))
+  if (g && !(g->sigmask & a->bit) && atomic_load(&g->status) == G_WAITING)
     a->found = g;
 }
 
@@ -486,8 +511,6 @@ void gmp_sig_rescue(void)
     gmp_for_each_tcb(scan_tcb, &a);
     if (!a.found)
       continue; /* every thread blocks it: it stays pending, as natively */
-    if (atomic_load(&a.found->sigpend) & SIGBIT(sig))
-      continue; /* not merged into one it has yet to take: next round */
     struct ksigaction ka;
     if (!action_of(sig, &ka))
       continue;
@@ -502,10 +525,14 @@ void gmp_sig_rescue(void)
     siginfo_t info;
     struct timespec zero = {0, 0};
     if (gmp_sys4(SYS_rt_sigtimedwait, &one, &info, &zero, 8) == sig) {
-      atomic_fetch_or(&a.found->sigpend_proc, one);
+      /* Queued first, marked the process's then, the status looked at
+       * last (all seq_cst): if the G died meanwhile, either gdestroy sees
+       * the mark and finds the signal queued, or we see it dead (see
+       * gdestroy) and hand back what it left. */
       gmp_signal_g(a.found, &info);
+      atomic_fetch_or(&a.found->sigpend_proc, one);
       if (atomic_load(&a.found->status) == G_DEAD)
-        gmp_sig_dead(a.found); /* it ended meanwhile (see gdestroy) */
+        gmp_sig_dead(a.found);
     }
   }
 }
