@@ -4,7 +4,9 @@
  * kernel thread has: the signal would be lost (raise fails with ESRCH;
  * abort then falls through to its last resort, a SIGSEGV). Sent to the OS
  * thread that runs the G, the signal is delivered before the syscall
- * returns, so the handler runs in the calling G, as NPTL guarantees.
+ * returns, so the handler runs in the calling G, as NPTL guarantees
+ * (raise goes through pthread_kill, which also keeps a blocked one queued
+ * in the G).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -20,21 +22,11 @@ GMP_EXPORT int raise(int sig)
 {
   if (!gmp_self())
     return REAL(raise)(sig);
-  if (sig > 0 && sig < 65 && (gmp_sigmask_get() & (1ULL << (sig - 1)))) {
-    /* Blocked: pending for this thread, wherever it runs next (see
-     * gmp_signal_thread). */
-    int e = pthread_kill(pthread_self(), sig);
-    if (e) {
-      errno = e;
-      return -1;
-    }
-    return 0;
-  }
-  /* No scheduling point between reading the M and the tgkill: the G
-   * cannot move to another OS thread in between. */
-  long r = gmp_sys3(SYS_tgkill, getpid(), gmp_current_ostid(), sig);
-  if (r < 0) {
-    errno = (int)-r;
+  /* pthread_kill to oneself (gmp_signal_thread): not blocked, straight to
+   * this OS thread; blocked, queued in the G, wherever it runs next. */
+  int e = pthread_kill(pthread_self(), sig);
+  if (e) {
+    errno = e;
     return -1;
   }
   return 0;

@@ -32,6 +32,14 @@ static bool claim(struct g *g, uint64_t seq, int result)
   return true;
 }
 
+/* A signal queued for g ends its park: one it does not block (its handler
+ * runs as the park returns), or one it waits for although it blocks it
+ * (sigwait_set: a signalfd read or poll). */
+static inline bool sig_ends_park(struct g *g)
+{
+  return (atomic_load(&g->sigpend) & (~g->sigmask | atomic_load(&g->sigwait_set))) != 0;
+}
+
 int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
                 int64_t deadline, int reason)
 {
@@ -63,7 +71,7 @@ int gmp_park_on(const void *addr, bool (*validate)(void *), void *arg,
   }
   /* The same pairing with gmp_signal_g: a signal queued for us before we
    * published the park state is seen here. */
-  if (atomic_load(&g->sigpend) & (~g->sigmask | atomic_load(&g->sigwait_set))) {
+  if (sig_ends_park(g)) {
     pl_remove(b, &g->wait);
     atomic_store(&g->park_state, seq << 1);
     gmp_spin_unlock(&b->lock);
@@ -363,7 +371,7 @@ int gmp_sleep_until(int64_t deadline)
     gmp_leave_runtime(p);
     return GMP_PARK_CANCELED;
   }
-  if (atomic_load(&g->sigpend) & (~g->sigmask | atomic_load(&g->sigwait_set))) {
+  if (sig_ends_park(g)) {
     atomic_store(&g->park_state, seq << 1);
     gmp_leave_runtime(p);
     gmp_sig_check(g);

@@ -1254,8 +1254,6 @@ static bool yield_noop(struct m *m)
   return !t0 || t0 > gmp_nanotime();
 }
 
-/* A G back on an M after a switch out of mcall_held or gmp_enter_runtime:
- * if it was switched to directly, finish the switcher's request. */
 /* ---- per-thread CPU-time clocks ----------------------------------------
  * The kernel's per-thread clocks measure an M, which runs many Gs. A G's
  * CPU time is the time it runs on one: counted from each switch in (or
@@ -1303,6 +1301,8 @@ int64_t gmp_g_cputime(struct g *g)
   return t;
 }
 
+/* A G back on an M after a switch out of mcall_held or gmp_enter_runtime:
+ * if it was switched to directly, finish the switcher's request. */
 static void resumed(struct g *g)
 {
   struct m *m = g->m;
